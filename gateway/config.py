@@ -1,0 +1,399 @@
+"""The configuration: one TOML file parsed once into frozen dataclasses.
+
+Every error names the dotted key and what was expected, e.g.
+``sms.smsc.port: expected an integer 1-65535, got "abc"``. Unknown keys are errors.
+Secrets come from the file, from ``<key>_file`` naming a file, or from an environment
+variable ``PASSERELLE_<SECTION>_<KEY>``; they are held in :class:`Secret` so that they
+never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from gateway.addressing import AddressError, BareJid
+
+DEFAULT_PATH = Path("/etc/passerelle/passerelle.toml")
+PLACEHOLDER = "change-me"  # the sample file's value; refused as a secret
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` is one line naming the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value that never shows up in a repr, a log line or a traceback."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class XmppConfig:
+    host: str
+    port: int
+    user_domains: tuple[str, ...]
+    admins: tuple[BareJid, ...]
+    registration: Literal["open", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: Path
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SmscConfig:
+    host: str
+    port: int
+    system_id: str
+    password: Secret
+    system_type: str
+    window: int
+    max_rate: float
+    enquire_link_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SmsLimits:
+    per_user_per_hour: int
+    per_user_per_day: int
+    global_per_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmsConfig:
+    jid: str
+    secret: Secret
+    default_region: str
+    service_number: str
+    max_parts: int
+    validity_s: int
+    transliterate: bool
+    smsc: SmscConfig
+    limits: SmsLimits
+
+
+@dataclass(frozen=True, slots=True)
+class MsnServerConfig:
+    host: str
+    port: int
+    nexus_url: str
+    login_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class MsnConfig:
+    jid: str
+    secret: Secret
+    server: MsnServerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str
+    format: Literal["human", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    socket: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    xmpp: XmppConfig
+    storage: StorageConfig
+    sms: SmsConfig | None
+    msn: MsnConfig | None
+    logging: LoggingConfig
+    admin: AdminConfig
+    source: Path | None = None
+
+    def summary(self) -> str:
+        """One line for ``check-config`` (no secrets)."""
+        nets = [f"sms={self.sms.jid}" if self.sms else "", f"msn={self.msn.jid}" if self.msn else ""]
+        shown = " ".join(n for n in nets if n) or "no network"
+        return (
+            f"OK: {shown}; server {self.xmpp.host}:{self.xmpp.port}; "
+            f"domains {', '.join(self.xmpp.user_domains)}; registration {self.xmpp.registration}; "
+            f"database {self.storage.path}"
+        )
+
+
+class _Section:
+    """Reads one table, tracking which keys were used so leftovers are reported."""
+
+    def __init__(self, data: Mapping[str, Any], path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a table, got {_show(data)}")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, default: Any, required: bool) -> Any:
+        self.used.add(name)
+        if name in self.data:
+            return self.data[name]
+        if required:
+            raise ConfigError(f"{self.key(name)}: required key is missing")
+        return default
+
+    def string(self, name: str, default: str | None = None, *, non_empty: bool = False) -> str:
+        value = self._get(name, default, default is None)
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.key(name)}: expected a string, got {_show(value)}")
+        if non_empty and not value.strip():
+            raise ConfigError(f"{self.key(name)}: expected a non-empty string")
+        return value
+
+    def integer(self, name: str, default: int | None, lo: int, hi: int) -> int:
+        value = self._get(name, default, default is None)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(f"{self.key(name)}: expected an integer {lo}-{hi}, got {_show(value)}")
+        return value
+
+    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+        value = self._get(name, default, False)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ConfigError(f"{self.key(name)}: expected a number {lo:g}-{hi:g}, got {_show(value)}")
+        return float(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._get(name, default, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: expected true or false, got {_show(value)}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._get(name, default, False)
+        if value not in choices:
+            wanted = " or ".join(f'"{c}"' for c in choices)
+            raise ConfigError(f"{self.key(name)}: expected {wanted}, got {_show(value)}")
+        return str(value)
+
+    def strings(self, name: str, default: list[str] | None = None) -> tuple[str, ...]:
+        value = self._get(name, default, default is None)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self.key(name)}: expected a list of strings, got {_show(value)}")
+        return tuple(value)
+
+    def table(self, name: str, *, required: bool = False) -> _Section | None:
+        value = self._get(name, None, required)
+        return None if value is None else _Section(value, self.key(name))
+
+    def secret(self, name: str, env: Mapping[str, str]) -> Secret:
+        """A secret from ``name``, ``name_file`` or ``PASSERELLE_<PATH>_<NAME>``."""
+        self.used.update({name, f"{name}_file"})
+        env_name = "PASSERELLE_" + self.key(name).replace(".", "_").upper()
+        sources = [s for s in (name, f"{name}_file") if s in self.data]
+        if len(sources) > 1:
+            raise ConfigError(f"{self.key(name)}: give either {name} or {name}_file, not both")
+        if f"{name}_file" in self.data:
+            file_key = self.key(f"{name}_file")
+            raw = self.data[f"{name}_file"]
+            if not isinstance(raw, str):
+                raise ConfigError(f"{file_key}: expected a file path, got {_show(raw)}")
+            try:
+                value = Path(raw).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{file_key}: cannot read {raw}: {exc.strerror}") from None
+        elif name in self.data:
+            value = self.data[name]
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.key(name)}: expected a string")
+        elif env_name in env:
+            value = env[env_name]
+        else:
+            raise ConfigError(f"{self.key(name)}: required secret is missing (or set {env_name})")
+        if not value or value.strip() == PLACEHOLDER:
+            raise ConfigError(
+                f"{self.key(name)}: still the sample placeholder; set a real secret "
+                "(`passerelle init` generates one)"
+            )
+        return Secret(value)
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise ConfigError(f"{self.key(extra[0])}: unknown key")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 40 else f'"{value[:37]}..."'
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _domain(text: str, key: str) -> str:
+    try:
+        jid = BareJid.parse(text)
+    except AddressError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if jid.local:
+        raise ConfigError(f"{key}: expected a domain, got \"{text}\"")
+    return jid.domain
+
+
+def _xmpp(s: _Section) -> XmppConfig:
+    domains = tuple(_domain(d, s.key("user_domains")) for d in s.strings("user_domains"))
+    if not domains:
+        raise ConfigError(f"{s.key('user_domains')}: expected at least one domain")
+    admins: list[BareJid] = []
+    for raw in s.strings("admins", []):
+        try:
+            admins.append(BareJid.parse(raw))
+        except AddressError as exc:
+            raise ConfigError(f"{s.key('admins')}: {exc}") from None
+    mode = s.choice("registration", "open", ("open", "closed"))
+    return XmppConfig(
+        host=s.string("host", "127.0.0.1", non_empty=True),
+        port=s.integer("port", 5347, 1, 65535),
+        user_domains=domains,
+        admins=tuple(admins),
+        registration="open" if mode == "open" else "closed",
+    )
+
+
+def _sms(s: _Section, env: Mapping[str, str]) -> SmsConfig:
+    smsc = _required(s.table("smsc", required=True))
+    limits = s.table("limits") or _Section({}, s.key("limits"))
+    region = s.string("default_region", "FR").upper()
+    import phonenumbers
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{s.key('default_region')}: expected a region code like \"FR\", got \"{region}\"")
+    config = SmsConfig(
+        jid=_domain(s.string("jid"), s.key("jid")),
+        secret=s.secret("secret", env),
+        default_region=region,
+        service_number=s.string("service_number", non_empty=True),
+        max_parts=s.integer("max_parts", 6, 1, 255),
+        validity_s=s.integer("validity_s", 86400, 60, 7 * 86400),
+        transliterate=s.boolean("transliterate", True),
+        smsc=SmscConfig(
+            host=smsc.string("host", "127.0.0.1", non_empty=True),
+            port=smsc.integer("port", 2775, 1, 65535),
+            system_id=smsc.string("system_id", non_empty=True),
+            password=smsc.secret("password", env),
+            system_type=smsc.string("system_type", ""),
+            window=smsc.integer("window", 10, 1, 1000),
+            max_rate=smsc.number("max_rate", 100.0, 0.1, 100000.0),
+            enquire_link_s=smsc.number("enquire_link_s", 30.0, 1.0, 3600.0),
+        ),
+        limits=SmsLimits(
+            per_user_per_hour=limits.integer("per_user_per_hour", 60, 0, 10**7),
+            per_user_per_day=limits.integer("per_user_per_day", 300, 0, 10**8),
+            global_per_day=limits.integer("global_per_day", 100000, 0, 10**9),
+        ),
+    )
+    smsc.done()
+    limits.done()
+    return config
+
+
+def _msn(s: _Section, env: Mapping[str, str]) -> MsnConfig:
+    server = _required(s.table("server", required=True))
+    config = MsnConfig(
+        jid=_domain(s.string("jid"), s.key("jid")),
+        secret=s.secret("secret", env),
+        server=MsnServerConfig(
+            host=server.string("host", "127.0.0.1", non_empty=True),
+            port=server.integer("port", 1863, 1, 65535),
+            nexus_url=_url(server, "nexus_url", required=True),
+            login_url=_url(server, "login_url", required=False),
+        ),
+    )
+    server.done()
+    return config
+
+
+def _url(s: _Section, name: str, *, required: bool) -> str:
+    value = s.string(name, None if required else "")
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{s.key(name)}: expected an http:// or https:// URL, got {_show(value)}")
+    return value
+
+
+def _required(section: _Section | None) -> _Section:
+    assert section is not None  # table(required=True) raised otherwise
+    return section
+
+
+def _section(root: _Section, name: str, build: Callable[[_Section], T]) -> T | None:
+    table = root.table(name)
+    if table is None:
+        return None
+    value = build(table)
+    table.done()
+    return value
+
+
+def parse(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: Path | None = None
+) -> Config:
+    """Build a :class:`Config` from parsed TOML; raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    root = _Section(data, "")
+    xmpp = _section(root, "xmpp", _xmpp)
+    if xmpp is None:
+        raise ConfigError("xmpp: required section is missing")
+    storage_s = _required(root.table("storage", required=True))
+    base = source.parent if source else Path.cwd()
+    storage = StorageConfig(
+        path=base / storage_s.string("path", non_empty=True),
+        key_file=base / storage_s.string("key_file", non_empty=True),
+    )
+    storage_s.done()
+    sms = _section(root, "sms", lambda s: _sms(s, env))
+    msn = _section(root, "msn", lambda s: _msn(s, env))
+    if sms is None and msn is None:
+        raise ConfigError("sms, msn: configure at least one network section")
+    if sms and msn and sms.jid == msn.jid:
+        raise ConfigError("msn.jid: must differ from sms.jid")
+    log_s = root.table("logging") or _Section({}, "logging")
+    logging = LoggingConfig(
+        level=log_s.choice("level", "info", ("debug", "info", "warning", "error")),
+        format="json" if log_s.choice("format", "human", ("human", "json")) == "json" else "human",
+    )
+    log_s.done()
+    admin_s = root.table("admin") or _Section({}, "admin")
+    admin = AdminConfig(socket=base / admin_s.string("socket", str(storage.path) + ".sock"))
+    admin_s.done()
+    root.done()
+    return Config(xmpp, storage, sms, msn, logging, admin, source)
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and parse the file at ``path``."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create one with `passerelle init`)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, env, source=path.resolve())

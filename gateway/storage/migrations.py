@@ -1,0 +1,59 @@
+"""Numbered schema migrations, tracked with ``PRAGMA user_version``.
+
+Migration N turns a version N-1 database into version N. They only ever move forward;
+a database whose version is newer than :data:`LATEST` was written by a newer Passerelle
+and is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: subscribers, their network accounts, their contacts
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        jid TEXT UNIQUE,
+        created REAL NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE accounts (
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        network TEXT NOT NULL,
+        legacy_id TEXT NOT NULL,
+        secret BLOB,
+        created REAL NOT NULL,
+        PRIMARY KEY (subscriber_id, network),
+        UNIQUE (network, legacy_id)
+    );
+    CREATE TABLE contacts (
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        network TEXT NOT NULL,
+        legacy_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        groups TEXT NOT NULL DEFAULT '[]',
+        list_bits INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (subscriber_id, network, legacy_id)
+    );
+    """,
+    # 2: the durable outbox (messages accepted, not yet confirmed by their network)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        network TEXT NOT NULL,
+        subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE CASCADE,
+        dedup_key TEXT NOT NULL UNIQUE,
+        destination TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sending')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (network, next_attempt);
+    CREATE INDEX outbox_order ON outbox (subscriber_id, destination, id);
+    """,
+)
+
+LATEST = len(MIGRATIONS)

@@ -1,0 +1,371 @@
+"""The store: subscribers, their accounts and contacts, and the durable outbox.
+
+This is the storage interface the rest of the gateway sees; it is written against
+SQLite (aiosqlite, WAL) and kept small so that a server database can implement the same
+methods when a deployment outgrows one machine. SQL is only ever built with parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.addressing import BareJid
+from gateway.storage.crypto import Cipher, KeyError_
+from gateway.storage.migrations import LATEST, MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """A storage problem reported to the operator in one line."""
+
+
+class Conflict(StorageError):
+    """A legacy identity is already linked to another subscriber."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    jid: BareJid | None
+    created: float
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    subscriber_id: int
+    network: str
+    legacy_id: str
+    has_secret: bool
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    subscriber_id: int
+    network: str
+    legacy_id: str
+    name: str
+    groups: tuple[str, ...]
+    list_bits: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    network: str
+    subscriber_id: int | None
+    dedup_key: str
+    destination: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt: float
+    created: float
+    expires: float
+
+
+def _subscriber(row: sqlite3.Row) -> Subscriber:
+    jid = BareJid.parse(row["jid"]) if row["jid"] else None
+    return Subscriber(row["id"], jid, row["created"], json.loads(row["settings"]))
+
+
+def _account(row: sqlite3.Row) -> Account:
+    has_secret = row["secret"] is not None
+    return Account(row["subscriber_id"], row["network"], row["legacy_id"], has_secret, row["created"])
+
+
+def _contact(row: sqlite3.Row) -> Contact:
+    groups = tuple(json.loads(row["groups"]))
+    sub, net = row["subscriber_id"], row["network"]
+    return Contact(sub, net, row["legacy_id"], row["name"], groups, row["list_bits"])
+
+
+def _outbox(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        row["id"], row["network"], row["subscriber_id"], row["dedup_key"], row["destination"],
+        json.loads(row["payload"]), row["state"], row["attempts"], row["next_attempt"],
+        row["created"], row["expires"],
+    )
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(db: aiosqlite.Connection, target: int = LATEST) -> list[int]:
+    """Apply pending migrations up to ``target``; return the versions applied."""
+    current = await schema_version(db)
+    if current > LATEST:
+        raise StorageError(
+            f"the database is at schema version {current}, newer than this Passerelle supports "
+            f"({LATEST}); upgrade Passerelle or restore a backup made by this version"
+        )
+    applied: list[int] = []
+    for version in range(current + 1, target + 1):
+        await db.executescript(
+            "BEGIN IMMEDIATE;\n" + MIGRATIONS[version - 1] + f"\nPRAGMA user_version = {version};\nCOMMIT;"
+        )
+        log.info("database migrated to schema version %d", version)
+        applied.append(version)
+    return applied
+
+
+class Store:
+    """Async access to one database file. Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, db: aiosqlite.Connection, cipher: Cipher | None) -> None:
+        self._db = db
+        self._cipher = cipher
+
+    @classmethod
+    async def open(cls, path: Path, cipher: Cipher | None, *, upgrade: bool = True) -> Store:
+        """Open (creating if needed) and bring the schema up to date.
+
+        With ``upgrade=False`` a database that needs migrations is refused instead.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open the database ({exc})") from None
+        db.row_factory = sqlite3.Row
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA busy_timeout = 5000")
+            version = await schema_version(db)
+            if version < LATEST and not upgrade:
+                raise StorageError(f"{path}: schema version {version} needs `passerelle db upgrade`")
+            await migrate(db)
+            store = cls(db, cipher)
+            if cipher is not None:
+                await store._check_key()
+            return store
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise StorageError(f"{path}: not a usable Passerelle database ({exc})") from None
+        except BaseException:
+            await db.close()
+            raise
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _check_key(self) -> None:
+        assert self._cipher is not None
+        async with self._db.execute("SELECT value FROM meta WHERE key = 'key_check'") as cur:
+            row = await cur.fetchone()
+        if row is None:
+            await self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('key_check', ?)", (self._cipher.encrypt("passerelle"),)
+            )
+        else:
+            self._cipher.decrypt(row[0])  # raises KeyError_ with a clear message
+
+    # -- subscribers ------------------------------------------------------------------
+
+    async def add_subscriber(self, jid: BareJid | None, now: float) -> Subscriber:
+        try:
+            cur = await self._db.execute(
+                "INSERT INTO subscribers (jid, created) VALUES (?, ?)", (str(jid) if jid else None, now)
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"{jid} is already a subscriber") from None
+        assert cur.lastrowid is not None
+        return Subscriber(cur.lastrowid, jid, now, {})
+
+    async def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        async with self._db.execute("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)) as cur:
+            row = await cur.fetchone()
+        return _subscriber(row) if row else None
+
+    async def subscriber_by_jid(self, jid: BareJid) -> Subscriber | None:
+        async with self._db.execute("SELECT * FROM subscribers WHERE jid = ?", (str(jid),)) as cur:
+            row = await cur.fetchone()
+        return _subscriber(row) if row else None
+
+    async def subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
+        async with self._db.execute(
+            "SELECT s.* FROM subscribers s JOIN accounts a ON a.subscriber_id = s.id "
+            "WHERE a.network = ? AND a.legacy_id = ?",
+            (network, legacy_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return _subscriber(row) if row else None
+
+    async def subscribers(self) -> list[Subscriber]:
+        async with self._db.execute("SELECT * FROM subscribers ORDER BY id") as cur:
+            return [_subscriber(row) for row in await cur.fetchall()]
+
+    async def update_settings(self, subscriber_id: int, settings: dict[str, Any]) -> None:
+        await self._db.execute(
+            "UPDATE subscribers SET settings = ? WHERE id = ?", (json.dumps(settings), subscriber_id)
+        )
+
+    async def remove_subscriber(self, subscriber_id: int) -> None:
+        """Delete the subscriber and, by cascade, everything stored about them."""
+        await self._db.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+
+    # -- accounts ---------------------------------------------------------------------
+
+    async def set_account(
+        self, subscriber_id: int, network: str, legacy_id: str, secret: str | None, now: float
+    ) -> Account:
+        """Link (or re-link) the subscriber's account on ``network``.
+
+        Raises :class:`Conflict` when another subscriber owns ``legacy_id``.
+        """
+        owner = await self.subscriber_by_account(network, legacy_id)
+        if owner is not None and owner.id != subscriber_id:
+            raise Conflict(f"{legacy_id} is already linked to another subscriber")
+        blob = None
+        if secret is not None:
+            if self._cipher is None:
+                raise StorageError("a key file is needed to store passwords")
+            blob = self._cipher.encrypt(secret)
+        await self._db.execute(
+            "INSERT INTO accounts (subscriber_id, network, legacy_id, secret, created) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (subscriber_id, network) DO UPDATE SET legacy_id = excluded.legacy_id, "
+            "secret = excluded.secret",
+            (subscriber_id, network, legacy_id, blob, now),
+        )
+        return Account(subscriber_id, network, legacy_id, blob is not None, now)
+
+    async def account(self, subscriber_id: int, network: str) -> Account | None:
+        async with self._db.execute(
+            "SELECT * FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return _account(row)
+
+    async def account_secret(self, subscriber_id: int, network: str) -> str | None:
+        """The decrypted secret; raises the key error when the key does not match."""
+        async with self._db.execute(
+            "SELECT secret FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        if self._cipher is None:
+            raise KeyError_("a key file is needed to read stored passwords")
+        return self._cipher.decrypt(row[0])
+
+    async def accounts(self, network: str | None = None) -> list[Account]:
+        async with self._db.execute(
+            "SELECT * FROM accounts WHERE ? IS NULL OR network = ? ORDER BY subscriber_id", (network, network)
+        ) as cur:
+            return [_account(r) for r in await cur.fetchall()]
+
+    async def remove_account(self, subscriber_id: int, network: str) -> None:
+        await self._db.execute("BEGIN IMMEDIATE")
+        await self._db.execute(
+            "DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
+        )
+        await self._db.execute(
+            "DELETE FROM contacts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
+        )
+        await self._db.execute("COMMIT")
+
+    # -- contacts ---------------------------------------------------------------------
+
+    async def upsert_contacts(self, contacts: Sequence[Contact]) -> None:
+        """Write many contacts in one transaction (roster sync writes in batches)."""
+        await self._db.executemany(
+            "INSERT INTO contacts (subscriber_id, network, legacy_id, name, groups, list_bits) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
+            "name = excluded.name, groups = excluded.groups, list_bits = excluded.list_bits",
+            [
+                (c.subscriber_id, c.network, c.legacy_id, c.name, json.dumps(list(c.groups)), c.list_bits)
+                for c in contacts
+            ],
+        )
+
+    async def contacts(self, subscriber_id: int, network: str) -> list[Contact]:
+        async with self._db.execute(
+            "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? ORDER BY legacy_id",
+            (subscriber_id, network),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_contact(r) for r in rows]
+
+    async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None:
+        await self._db.executemany(
+            "DELETE FROM contacts WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
+            [(subscriber_id, network, lid) for lid in legacy_ids],
+        )
+
+    # -- outbox -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        *,
+        network: str,
+        subscriber_id: int | None,
+        dedup_key: str,
+        destination: str,
+        payload: dict[str, Any],
+        now: float,
+        expires: float,
+    ) -> int | None:
+        """Persist a message; return its id, or None when ``dedup_key`` was seen already."""
+        cur = await self._db.execute(
+            "INSERT INTO outbox (network, subscriber_id, dedup_key, destination, payload, next_attempt, "
+            "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+            (network, subscriber_id, dedup_key, destination, json.dumps(payload), now, now, expires),
+        )
+        return cur.lastrowid if cur.rowcount == 1 else None
+
+    async def due(self, network: str, now: float, limit: int = 100) -> list[OutboxItem]:
+        async with self._db.execute(
+            "SELECT * FROM outbox WHERE network = ? AND state = 'queued' AND next_attempt <= ? "
+            "ORDER BY id LIMIT ?",
+            (network, now, limit),
+        ) as cur:
+            return [_outbox(r) for r in await cur.fetchall()]
+
+    async def outbox_items(self, network: str | None = None) -> list[OutboxItem]:
+        async with self._db.execute(
+            "SELECT * FROM outbox WHERE ? IS NULL OR network = ? ORDER BY id", (network, network)
+        ) as cur:
+            return [_outbox(r) for r in await cur.fetchall()]
+
+    async def mark_sending(self, item_id: int) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (item_id,)
+        )
+
+    async def reschedule(self, item_id: int, next_attempt: float) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id = ?", (next_attempt, item_id)
+        )
+
+    async def complete(self, item_id: int) -> None:
+        await self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    async def requeue_interrupted(self) -> int:
+        """After a restart: put messages caught mid-send back in the queue; count them."""
+        cur = await self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+        return cur.rowcount
+
+    async def outbox_stats(self) -> tuple[int, float | None]:
+        """(depth, creation time of the oldest message)."""
+        async with self._db.execute("SELECT COUNT(*), MIN(created) FROM outbox") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), row[1]
