@@ -251,7 +251,7 @@ def _domain(text: str, key: str) -> str:
     except AddressError as exc:
         raise ConfigError(f"{key}: {exc}") from None
     if jid.local:
-        raise ConfigError(f"{key}: expected a domain, got \"{text}\"")
+        raise ConfigError(f'{key}: expected a domain, got "{text}"')
     return jid.domain
 
 
@@ -282,7 +282,7 @@ def _sms(s: _Section, env: Mapping[str, str]) -> SmsConfig:
     import phonenumbers
 
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(f"{s.key('default_region')}: expected a region code like \"FR\", got \"{region}\"")
+        raise ConfigError(f'{s.key("default_region")}: expected a region code like "FR", got "{region}"')
     config = SmsConfig(
         jid=_domain(s.string("jid"), s.key("jid")),
         secret=s.secret("secret", env),

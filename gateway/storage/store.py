@@ -92,9 +92,17 @@ def _contact(row: sqlite3.Row) -> Contact:
 
 def _outbox(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(
-        row["id"], row["network"], row["subscriber_id"], row["dedup_key"], row["destination"],
-        json.loads(row["payload"]), row["state"], row["attempts"], row["next_attempt"],
-        row["created"], row["expires"],
+        row["id"],
+        row["network"],
+        row["subscriber_id"],
+        row["dedup_key"],
+        row["destination"],
+        json.loads(row["payload"]),
+        row["state"],
+        row["attempts"],
+        row["next_attempt"],
+        row["created"],
+        row["expires"],
     )
 
 

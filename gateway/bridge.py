@@ -1,0 +1,488 @@
+"""The one async orchestrator: feeds events to the core, persists, executes actions.
+
+Grouped by direction, like a conversation: *from XMPP* (the :class:`ComponentHandler`
+methods the components call) and *from the networks* (:meth:`Bridge.network_event`, the
+sink every transport is given). It persists before it acknowledges: a message is in the
+outbox before anyone is told it was accepted, and leaves it only once the other side
+confirmed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.addressing import BareJid, FullJid
+from gateway.config import Config
+from gateway.core import roster, xep0100
+from gateway.core.actions import PushRoster, RemoveRoster, SendXmppMessage, SendXmppPresence
+from gateway.core.events import (
+    ChatStateReceived,
+    ContactListReceived,
+    ContactPresenceChanged,
+    LegacyContact,
+    LegacyMessageReceived,
+    NetworkEvent,
+    SessionStateChanged,
+    SubscriptionRequested,
+    XmppPresenceReceived,
+)
+from gateway.core.model import Presence, RosterEntry, Show
+from gateway.core.presence import ResourceBook
+from gateway.errors import UserError
+from gateway.storage import Conflict, Contact, OutboxItem, Store, Subscriber
+from gateway.transport import Delivered, Failed, Linked, NeedMore, Retry, Transport
+from gateway.xmpp.component import GatewayComponent
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+RETRY_CAP_S = 60.0
+
+
+@dataclass
+class Counters:
+    """Totals since start, for ``status`` and metrics."""
+
+    to_network: dict[str, int] = field(default_factory=dict)
+    to_xmpp: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    replayed: int = 0
+
+    def bump(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+
+class Bridge:
+    """Owns the store, the transports and their components."""
+
+    def __init__(
+        self, config: Config, store: Store, transports: Mapping[str, Transport], clock: Clock = time.time
+    ):
+        self.config = config
+        self.store = store
+        self.transports = dict(transports)
+        self.components: dict[str, GatewayComponent] = {}
+        self.clock = clock
+        self.resources = {name: ResourceBook() for name in transports}
+        self.counters = Counters()
+        self._wake = {name: asyncio.Event() for name in transports}
+        self._wake_xmpp = {name: asyncio.Event() for name in transports}
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight: set[tuple[int | None, str]] = set()
+        self.accepting = True
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.counters.replayed = await self.store.requeue_interrupted()
+        if self.counters.replayed:
+            log.warning(
+                "%d messages were being sent when the gateway stopped; resending", self.counters.replayed
+            )
+        for name, transport in self.transports.items():
+            await transport.start(self.network_event)
+            self._workers.append(asyncio.ensure_future(self._network_worker(name)))
+            self._workers.append(asyncio.ensure_future(self._xmpp_worker(name)))
+
+    async def stop(self) -> None:
+        self.accepting = False
+        for name, component in self.components.items():
+            if component.online.is_set():
+                for action in xep0100.shutdown(await self._registered_users(name)):
+                    component.send_xmpp_presence(action)
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for transport in self.transports.values():
+            await transport.stop()
+
+    async def _registered_users(self, network: str) -> list[BareJid]:
+        users = []
+        for account in await self.store.accounts(network):
+            sub = await self.store.subscriber(account.subscriber_id)
+            if sub is not None and sub.jid is not None:
+                users.append(sub.jid)
+        return users
+
+    # -- from XMPP -----------------------------------------------------------------------
+
+    def sender_allowed(self, sender: BareJid) -> bool:
+        return sender.domain in self.config.xmpp.user_domains and bool(sender.local)
+
+    async def _subscriber(self, jid: BareJid) -> Subscriber:
+        sub = await self.store.subscriber_by_jid(jid)
+        if sub is None:
+            raise UserError("not-registered")
+        return sub
+
+    async def registration_state(self, network: str, sender: FullJid) -> str | None:
+        sub = await self.store.subscriber_by_jid(sender.bare)
+        account = await self.store.account(sub.id, network) if sub else None
+        return account.legacy_id if account else None
+
+    async def register(self, network: str, sender: FullJid, values: dict[str, str]) -> None:
+        transport = self.transports[network]
+        sub = await self.store.subscriber_by_jid(sender.bare)
+        if sub is None and self.config.xmpp.registration == "closed":
+            raise UserError("registration-closed")
+        current = await self.store.account(sub.id, network) if sub else None
+        outcome = await transport.register(sender.bare, current, values)
+        match outcome:
+            case NeedMore(text=text):
+                raise UserError("bad-form", reason=text)
+            case Linked(legacy_id=legacy_id, secret=secret):
+                now = self.clock()
+                if sub is None:
+                    sub = await self.store.add_subscriber(sender.bare, now)
+                try:
+                    account = await self.store.set_account(sub.id, network, legacy_id, secret, now)
+                except Conflict:
+                    raise UserError(
+                        "conflict", reason=f"{legacy_id} is already registered by another user."
+                    ) from None
+        log.info("%s registered on %s", sender.bare, network)
+        for action in xep0100.after_registration(sender.bare):
+            self.components[network].send_xmpp_presence(action)
+        if self.resources[network].is_online(sender.bare):
+            secret_value = await self.store.account_secret(sub.id, network)
+            await transport.start_session(sub, account, secret_value)
+
+    async def unregister(self, network: str, sender: FullJid) -> None:
+        sub = await self._subscriber(sender.bare)
+        account = await self.store.account(sub.id, network)
+        if account is None:
+            raise UserError("not-registered")
+        await self.transports[network].unregister(sub, account)
+        contacts = await self.store.contacts(sub.id, network)
+        await self.store.remove_account(sub.id, network)
+        if not await self._has_accounts(sub.id):
+            await self.store.remove_subscriber(sub.id)
+        component = self.components[network]
+        locals_ = tuple(self.transports[network].contact_localpart(c.legacy_id) for c in contacts)
+        if locals_ and not await component.push_roster(RemoveRoster(sender.bare, locals_)):
+            for local in locals_:
+                component.send_xmpp_presence(SendXmppPresence(sender.bare, local, "unsubscribed"))
+        for action in xep0100.after_unregistration(sender.bare):
+            component.send_xmpp_presence(action)
+        log.info("%s unregistered from %s", sender.bare, network)
+
+    async def _has_accounts(self, subscriber_id: int) -> bool:
+        return any(a.subscriber_id == subscriber_id for a in await self.store.accounts())
+
+    async def gateway_translate(self, network: str, sender: FullJid, text: str) -> str:
+        local = self.transports[network].translate_prompt(text)
+        return f"{local}@{self.components[network].boundjid.bare}"
+
+    async def presence_received(self, network: str, event: XmppPresenceReceived) -> None:
+        component = self.components[network]
+        sub = await self.store.subscriber_by_jid(event.sender.bare)
+        account = await self.store.account(sub.id, network) if sub else None
+        if event.kind in ("available", "unavailable"):
+            await self._track(network, event, sub)
+            return
+        if event.contact is None:
+            for action in xep0100.to_component(event, registered=account is not None):
+                component.send_xmpp_presence(action)
+            return
+        if sub is None or account is None:
+            if event.kind in ("subscribe", "probe"):
+                component.send_xmpp_presence(
+                    SendXmppPresence(event.sender.bare, event.contact, "unsubscribed")
+                )
+            return
+        transport = self.transports[network]
+        try:
+            legacy_id = transport.parse_contact(event.contact)
+        except UserError:
+            component.send_xmpp_presence(SendXmppPresence(event.sender.bare, event.contact, "unsubscribed"))
+            return
+        for action in await transport.contact_subscription(sub, legacy_id, event.kind):
+            component.send_xmpp_presence(action)
+
+    async def _track(self, network: str, event: XmppPresenceReceived, sub: Subscriber | None) -> None:
+        transition = self.resources[network].update(event.sender, event.presence)
+        if sub is None:
+            return
+        account = await self.store.account(sub.id, network)
+        if account is None:
+            return
+        transport = self.transports[network]
+        if transition.came_online:
+            await transport.start_session(sub, account, await self.store.account_secret(sub.id, network))
+        elif transition.went_offline:
+            await transport.stop_session(sub.id)
+        if transition.aggregate.online or transition.went_offline:
+            await transport.set_presence(sub.id, transition.aggregate)
+        self._wake[network].set()
+
+    async def message_received(
+        self, network: str, sender: FullJid, contact: str | None, body: str, msg_id: str, receipt: bool
+    ) -> None:
+        if not self.accepting:
+            raise UserError("network-down", reason="The gateway is shutting down; send again in a moment.")
+        sub = await self._subscriber(sender.bare)
+        if await self.store.account(sub.id, network) is None:
+            raise UserError("not-registered")
+        if contact is None:
+            raise UserError("not-supported", what="Messages to the gateway itself")
+        legacy_id = self.transports[network].parse_contact(contact)
+        now = self.clock()
+        key = f"{network}:{sender.bare}:{msg_id}" if msg_id else f"{network}:{uuid.uuid4()}"
+        payload = {"body": body, "from": str(sender), "id": msg_id, "receipt": receipt, "contact": contact}
+        item = await self.store.enqueue(
+            network=network,
+            subscriber_id=sub.id,
+            dedup_key=key,
+            destination=legacy_id,
+            payload=payload,
+            now=now,
+            expires=now + 86400,
+        )
+        if item is None:
+            log.info("duplicate message %s from %s ignored", msg_id, sender.bare)
+        self._wake[network].set()
+
+    async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None:
+        return None  # networks with typing notifications hook in here (MSN)
+
+    async def component_online(self, network: str) -> None:
+        component = self.components[network]
+        for action in xep0100.startup(await self._registered_users(network)):
+            component.send_xmpp_presence(action)
+        self._wake[network].set()
+        self._wake_xmpp[network].set()
+
+    # -- from the networks ---------------------------------------------------------------
+
+    async def network_event(self, event: NetworkEvent) -> None:
+        """The sink given to every transport. Returns once the event is committed."""
+        match event:
+            case LegacyMessageReceived():
+                await self._legacy_message(event)
+            case ContactListReceived():
+                await self._contact_list(event)
+            case ContactPresenceChanged():
+                await self._contact_presence(event)
+            case SubscriptionRequested():
+                await self._subscription_requested(event)
+            case ChatStateReceived():
+                pass
+            case SessionStateChanged():
+                await self._session_state(event)
+
+    async def _jid_of(self, subscriber_id: int) -> BareJid | None:
+        sub = await self.store.subscriber(subscriber_id)
+        return sub.jid if sub else None
+
+    async def _legacy_message(self, event: LegacyMessageReceived) -> None:
+        now = self.clock()
+        await self.store.enqueue(
+            network=f"xmpp:{event.network}",
+            subscriber_id=event.subscriber_id,
+            dedup_key=f"in:{event.network}:{event.dedup_key}",
+            destination=event.legacy_id,
+            payload={"body": event.body},
+            now=now,
+            expires=now + 7 * 86400,
+        )
+        self._wake_xmpp[event.network].set()
+
+    async def _contact_list(self, event: ContactListReceived) -> None:
+        jid = await self._jid_of(event.subscriber_id)
+        stored = [
+            LegacyContact(c.legacy_id, c.name, _subscription(c.list_bits, c.groups), c.groups, c.list_bits)
+            for c in await self.store.contacts(event.subscriber_id, event.network)
+        ]
+        current = [
+            LegacyContact(c.legacy_id, c.name, _subscription(c.list_bits, c.groups), c.groups, c.list_bits)
+            for c in event.contacts
+        ]
+        change = roster.diff(stored, current)
+        if change.empty:
+            return
+        await self.store.upsert_contacts(
+            [
+                Contact(event.subscriber_id, event.network, c.legacy_id, c.name, c.groups, c.list_bits)
+                for c in change.changed
+            ]
+        )
+        await self.store.remove_contacts(event.subscriber_id, event.network, change.removed)
+        if jid is None:
+            return
+        transport = self.transports[event.network]
+        component = self.components[event.network]
+        by_id = {c.legacy_id: c for c in event.contacts}
+        entries = tuple(
+            RosterEntry(
+                transport.contact_localpart(c.legacy_id), c.name, by_id[c.legacy_id].subscription, c.groups
+            )
+            for c in change.changed
+        )
+        if entries and not await component.push_roster(PushRoster(jid, entries)):
+            for entry in entries:
+                component.send_xmpp_presence(
+                    SendXmppPresence(jid, entry.localpart, "subscribe", nick=entry.name)
+                )
+        removed = tuple(transport.contact_localpart(lid) for lid in change.removed)
+        if removed and not await component.push_roster(RemoveRoster(jid, removed)):
+            for local in removed:
+                component.send_xmpp_presence(SendXmppPresence(jid, local, "unsubscribed"))
+
+    async def _contact_presence(self, event: ContactPresenceChanged) -> None:
+        jid = await self._jid_of(event.subscriber_id)
+        if jid is None:
+            return
+        local = self.transports[event.network].contact_localpart(event.legacy_id)
+        action = SendXmppPresence(
+            jid, local, "available" if event.presence.online else "unavailable", event.presence
+        )
+        self.components[event.network].send_xmpp_presence(action)
+
+    async def _subscription_requested(self, event: SubscriptionRequested) -> None:
+        jid = await self._jid_of(event.subscriber_id)
+        if jid is None:
+            return
+        local = self.transports[event.network].contact_localpart(event.legacy_id)
+        self.components[event.network].send_xmpp_presence(
+            SendXmppPresence(jid, local, "subscribe", nick=event.name)
+        )
+
+    async def _session_state(self, event: SessionStateChanged) -> None:
+        jid = await self._jid_of(event.subscriber_id)
+        if jid is None or event.state == "online":
+            return
+        component = self.components[event.network]
+        status = {
+            "failed": "Login failed: ",
+            "replaced": "Signed in elsewhere: ",
+            "offline": "Disconnected: ",
+        }
+        presence = Presence(Show.XA, status[event.state] + event.reason)
+        component.send_xmpp_presence(SendXmppPresence(jid, None, "available", presence))
+
+    # -- outbox workers --------------------------------------------------------------------
+
+    async def _network_worker(self, network: str) -> None:
+        """Deliver XMPP → network messages, one at a time per conversation, in order."""
+        wake = self._wake[network]
+        while True:
+            try:
+                delay = await self._network_round(network)
+            except Exception:
+                log.exception("outbox round for %s failed; retrying", network)
+                delay = 1.0
+            await _sleep(wake, delay)
+
+    async def _network_round(self, network: str) -> float:
+        items = await self.store.outbox_items(network)
+        now = self.clock()
+        heads: dict[tuple[int | None, str], OutboxItem] = {}
+        for item in items:
+            heads.setdefault((item.subscriber_id, item.destination), item)
+        next_due = 5.0
+        sends = []
+        for conv, item in heads.items():
+            if conv in self._in_flight or item.state != "queued":
+                continue
+            if item.next_attempt > now:
+                next_due = min(next_due, item.next_attempt - now)
+                continue
+            self._in_flight.add(conv)
+            sends.append(self._send_one(network, conv, item))
+        if sends:
+            await asyncio.gather(*sends)
+            return 0.0
+        return next_due
+
+    async def _send_one(self, network: str, conv: tuple[int | None, str], item: OutboxItem) -> None:
+        try:
+            if item.expires <= self.clock():
+                await self.store.complete(item.id)
+                self._report_failure(network, item, UserError("recipient-unavailable", reason=_expired(item)))
+                return
+            await self.store.mark_sending(item.id)
+            outcome = await self.transports[network].deliver(item)
+            match outcome:
+                case Delivered():
+                    await self.store.complete(item.id)
+                    self.counters.bump(self.counters.to_network, network)
+                case Retry(after_s=after):
+                    await self.store.reschedule(item.id, self.clock() + min(after, RETRY_CAP_S))
+                case Failed(error_key=key, params=params):
+                    await self.store.complete(item.id)
+                    self._report_failure(network, item, UserError(key, **params))
+        finally:
+            self._in_flight.discard(conv)
+
+    def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> None:
+        self.counters.bump(self.counters.failed, network)
+        sender = FullJid.parse(str(item.payload.get("from", "")))
+        contact = str(item.payload.get("contact", ""))
+        self.components[network].send_error_message(sender, contact, str(item.payload.get("id", "")), error)
+
+    async def _xmpp_worker(self, network: str) -> None:
+        """Hand network → XMPP messages to the server, confirmed by a ping, in batches."""
+        wake = self._wake_xmpp[network]
+        queue = f"xmpp:{network}"
+        while True:
+            delay = 5.0
+            try:
+                component = self.components.get(network)
+                items = await self.store.due(queue, self.clock(), limit=500)
+                if items and component is not None and component.online.is_set():
+                    stanzas = []
+                    for item in items:
+                        jid = await self._jid_of(item.subscriber_id) if item.subscriber_id else None
+                        if jid is None:
+                            await self.store.complete(item.id)
+                            continue
+                        local = self.transports[network].contact_localpart(item.destination)
+                        action = SendXmppMessage(jid, local, str(item.payload["body"]), item.dedup_key)
+                        stanzas.append((item, component.build_message(action)))
+                    if await component.handover([s for _, s in stanzas]):
+                        for item, _ in stanzas:
+                            await self.store.complete(item.id)
+                            self.counters.bump(self.counters.to_xmpp, network)
+                        delay = 0.0
+                    else:
+                        delay = 1.0
+            except Exception:
+                log.exception("XMPP outbox round for %s failed; retrying", network)
+                delay = 1.0
+            if delay:
+                await _sleep(wake, delay)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "components": {n: c.online.is_set() for n, c in self.components.items()},
+            "transports": {n: t.status() for n, t in self.transports.items()},
+            "counters": {
+                "to_network": self.counters.to_network,
+                "to_xmpp": self.counters.to_xmpp,
+                "failed": self.counters.failed,
+                "replayed_after_restart": self.counters.replayed,
+            },
+        }
+
+
+async def _sleep(wake: asyncio.Event, delay: float) -> None:
+    """Wait up to ``delay`` seconds, or less if woken."""
+    wake.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), delay)
+
+
+def _subscription(list_bits: int, _groups: tuple[str, ...]) -> str:
+    """Stored contacts keep their mapped subscription in the transport's event; the diff
+    compares whole contacts, so the stored form only needs to be stable."""
+    return str(list_bits)
+
+
+def _expired(item: OutboxItem) -> str:
+    return "The message could not be delivered in time and was dropped; send it again."

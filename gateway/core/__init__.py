@@ -1,0 +1,1 @@
+"""The pure translation core: typed events in, typed actions out. No I/O, no clock."""

@@ -1,0 +1,100 @@
+"""Events the core consumes: what happened, in the past tense.
+
+XMPP-side events are built by ``gateway.xmpp`` from stanzas; network-side events are
+emitted by transports into the sink the bridge gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.addressing import FullJid
+from gateway.core.model import Presence
+
+PresenceKind = Literal[
+    "available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class XmppPresenceReceived:
+    sender: FullJid
+    contact: str | None  # the contact's localpart, or None for the component itself
+    kind: PresenceKind
+    presence: Presence
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyContact:
+    """A contact as its network describes it."""
+
+    legacy_id: str
+    name: str
+    subscription: str  # none / to / from / both, already mapped by the transport
+    groups: tuple[str, ...] = ()
+    list_bits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContactListReceived:
+    """The whole contact list, at every login (the core diffs it with the stored one)."""
+
+    network: str
+    subscriber_id: int
+    contacts: tuple[LegacyContact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPresenceChanged:
+    network: str
+    subscriber_id: int
+    legacy_id: str
+    presence: Presence
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequested:
+    """A contact asks to see the subscriber (MSN: added to RL, or pending PL)."""
+
+    network: str
+    subscriber_id: int
+    legacy_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyMessageReceived:
+    network: str
+    subscriber_id: int
+    legacy_id: str
+    body: str
+    dedup_key: str  # stable across redeliveries by the network, when it has one
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStateReceived:
+    network: str
+    subscriber_id: int
+    legacy_id: str
+    state: Literal["composing", "paused", "active"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStateChanged:
+    """A subscriber's network session went up, failed, or was taken over elsewhere."""
+
+    network: str
+    subscriber_id: int
+    state: Literal["online", "offline", "failed", "replaced"]
+    reason: str = ""
+
+
+NetworkEvent = (
+    ContactListReceived
+    | ContactPresenceChanged
+    | SubscriptionRequested
+    | LegacyMessageReceived
+    | ChatStateReceived
+    | SessionStateChanged
+)

@@ -1,0 +1,1 @@
+"""Helpers for the demo, the benchmarks and the tests: a throwaway local Prosody."""

@@ -1,0 +1,1 @@
+"""The thin slixmpp layer: stanzas to handler calls, actions to stanzas."""

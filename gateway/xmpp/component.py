@@ -1,0 +1,420 @@
+"""One slixmpp component per network: stanzas in, handler calls out; actions to stanzas.
+
+No policy lives here: the :class:`ComponentHandler` (the bridge) decides. This layer
+guarantees that every IQ get/set is answered — with a result, the ``UserError`` the
+handler raised, or ``internal-server-error`` carrying a reference id that is also in
+the log — and that a failing handler never stops the component.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
+from xml.etree import ElementTree as ET
+
+from slixmpp import JID, ComponentXMPP
+from slixmpp.stanza import Iq, Message
+from slixmpp.stanza import Presence as PresenceStanza
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from gateway.addressing import AddressError, BareJid, FullJid
+from gateway.core.actions import (
+    PushRoster,
+    RemoveRoster,
+    SendXmppChatState,
+    SendXmppMessage,
+    SendXmppPresence,
+)
+from gateway.core.events import PresenceKind, XmppPresenceReceived
+from gateway.core.model import Presence, Show
+from gateway.errors import UserError, new_reference
+from gateway.transport import FormField
+from gateway.xmpp import forms, privilege
+
+log = logging.getLogger(__name__)
+
+NS_CLIENT = "jabber:component:accept"
+NS_RECEIPTS = "urn:xmpp:receipts"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_NICK = "http://jabber.org/protocol/nick"
+NS_PING = "urn:xmpp:ping"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+ROSTER_BATCH = 250
+_KINDS: dict[str, PresenceKind] = {
+    k: k
+    for k in ("available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe")
+}
+RECONNECT_CAP_S = 8.0
+
+
+class ComponentHandler(Protocol):
+    """What the component asks of the bridge. Methods may raise ``UserError``."""
+
+    async def registration_state(self, network: str, sender: FullJid) -> str | None: ...
+    async def register(self, network: str, sender: FullJid, values: dict[str, str]) -> None: ...
+    async def unregister(self, network: str, sender: FullJid) -> None: ...
+    async def gateway_translate(self, network: str, sender: FullJid, text: str) -> str: ...
+    async def presence_received(self, network: str, event: XmppPresenceReceived) -> None: ...
+    async def message_received(
+        self, network: str, sender: FullJid, contact: str | None, body: str, msg_id: str, receipt: bool
+    ) -> None: ...
+    async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None: ...
+    async def component_online(self, network: str) -> None: ...
+    def sender_allowed(self, sender: BareJid) -> bool: ...
+
+
+class GatewayComponent(ComponentXMPP):
+    """The XEP-0114 component for one network."""
+
+    def __init__(
+        self,
+        *,
+        network: str,
+        jid: str,
+        secret: str,
+        host: str,
+        port: int,
+        handler: ComponentHandler,
+        name: str,
+        features: frozenset[str],
+        fields: tuple[FormField, ...],
+        instructions: str,
+        prompt: str,
+    ) -> None:
+        super().__init__(jid, secret, host, port)
+        self.network = network
+        self.handler = handler
+        self.fields = fields
+        self.instructions = instructions
+        self.prompt = prompt
+        self.grants = privilege.Grants()
+        self.generation = 0  # bumped on every new stream: a handover must see one stream
+        self.online = asyncio.Event()
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0199")
+        disco = self.plugin["xep_0030"]
+        disco.add_identity(category="gateway", itype=network, name=name)
+        for feature in sorted({"jabber:iq:register", forms.NS_GATEWAY, NS_PING, "urn:xmpp:ping", *features}):
+            disco.add_feature(feature)
+        self.del_event_handler("presence_probe", self._handle_probe)
+        self._route("iq[@type='get']/{jabber:iq:register}query", self._on_register_get, iq=True)
+        self._route("iq[@type='set']/{jabber:iq:register}query", self._on_register_set, iq=True)
+        self._route(f"iq[@type='get']/{{{forms.NS_GATEWAY}}}query", self._on_gateway_get, iq=True)
+        self._route(f"iq[@type='set']/{{{forms.NS_GATEWAY}}}query", self._on_gateway_set, iq=True)
+        self.register_handler(
+            CoroutineCallback("passerelle-message", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_message)
+        )
+        self.register_handler(
+            CoroutineCallback(
+                "passerelle-presence", MatchXPath(f"{{{NS_CLIENT}}}presence"), self._on_presence
+            )
+        )
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("disconnected", self._on_disconnected)
+        self.add_event_handler("stream_error", self._on_stream_error)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _route(self, xpath: str, func: Callable[[Iq], Awaitable[ET.Element | None]], *, iq: bool) -> None:
+        parts = xpath.split("/", 1)
+        path = f"{{{NS_CLIENT}}}{parts[0]}/{parts[1]}"
+
+        async def guarded(stanza: StanzaBase) -> None:
+            await self._answer_iq(cast(Iq, stanza), func)
+
+        self.register_handler(CoroutineCallback(f"passerelle-{xpath}", MatchXPath(path), guarded))
+
+    async def _answer_iq(self, iq: Iq, func: Callable[[Iq], Awaitable[ET.Element | None]]) -> None:
+        """Run ``func`` and always answer: result, user error, or internal error with a ref."""
+        try:
+            if self.closing:
+                raise UserError("network-down", reason="The gateway is shutting down; try again shortly.")
+            self._check_sender(iq["from"])
+            payload = await func(iq)
+        except UserError as exc:
+            self._error_reply(iq, exc)
+            return
+        except Exception:
+            ref = new_reference()
+            log.exception("internal error ref=%s handling iq from %s", ref, iq["from"].bare)
+            self._error_reply(iq, UserError("internal", ref=ref))
+            return
+        reply = iq.reply(clear=True)
+        if payload is not None:
+            reply.append(payload)
+        reply.send()
+
+    def _error_reply(self, stanza: Iq | Message, exc: UserError) -> None:
+        reply = stanza.reply(clear=True)
+        reply["type"] = "error"
+        reply["error"]["type"] = exc.type
+        reply["error"]["condition"] = exc.condition
+        reply["error"]["text"] = exc.text
+        reply.send()
+
+    def _check_sender(self, jid: JID) -> BareJid:
+        try:
+            bare = BareJid.parse(str(jid))
+        except AddressError:
+            raise UserError("bad-address", reason="Your address is not a valid JID.") from None
+        if not self.handler.sender_allowed(bare):
+            raise UserError("domain-not-served", domains="the operator's domains")
+        return bare
+
+    def spawn(self, coro: Awaitable[None], what: str) -> None:
+        """Run a handler in the background; log failures with a reference, never crash."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("internal error ref=%s in %s", new_reference(), what)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def full(jid: JID) -> FullJid:
+        return FullJid.parse(str(jid))
+
+    # -- connection lifecycle -----------------------------------------------------------
+
+    def reschedule_connection_attempt(self) -> asyncio.Future[Any] | None:
+        """slixmpp backs off up to 300 s; an operator wants the gateway back within seconds."""
+        future: asyncio.Future[Any] | None = super().reschedule_connection_attempt()
+        self._connect_loop_wait = min(self._connect_loop_wait, RECONNECT_CAP_S) + random.random()
+        return future
+
+    async def _on_session_start(self, _event: object) -> None:
+        self.generation += 1
+        self.online.set()
+        log.info("component %s connected to %s:%s", self.boundjid.bare, self.server_host, self.server_port)
+        self.spawn(self.handler.component_online(self.network), "component_online")
+
+    def _on_disconnected(self, reason: object) -> None:
+        self.online.clear()
+        if self.closing:
+            return
+        log.warning("component %s lost its connection (%s); reconnecting", self.boundjid.bare, reason)
+        asyncio.get_running_loop().call_later(0.5 + random.random(), self._reconnect)
+
+    def _reconnect(self) -> None:
+        if not self.closing and not self.online.is_set():
+            self.connect()
+
+    def _on_stream_error(self, error: Any) -> None:
+        condition = error["condition"] if error is not None else "unknown"
+        if condition == "not-authorized":
+            log.error("component %s: the XMPP server refused the component secret", self.boundjid.bare)
+        else:
+            log.warning("component %s: stream error %s", self.boundjid.bare, condition)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.online.is_set():
+            self.disconnect(wait=2.0)
+            try:
+                await asyncio.wait_for(self.disconnected, 3.0)
+            except TimeoutError:
+                self.abort()
+        else:
+            self.cancel_connection_attempt()
+
+    # -- IQ handlers ----------------------------------------------------------------------
+
+    async def _on_register_get(self, iq: Iq) -> ET.Element:
+        current = await self.handler.registration_state(self.network, self.full(iq["from"]))
+        return forms.registration_form(self.fields, self.instructions, current)
+
+    async def _on_register_set(self, iq: Iq) -> ET.Element | None:
+        query = iq.xml.find("{jabber:iq:register}query")
+        assert query is not None
+        values = forms.parse_submission(query, self.fields)
+        sender = self.full(iq["from"])
+        if values is None:
+            await self.handler.unregister(self.network, sender)
+        else:
+            await self.handler.register(self.network, sender, values)
+        return None
+
+    async def _on_gateway_get(self, _iq: Iq) -> ET.Element:
+        query = ET.Element(f"{{{forms.NS_GATEWAY}}}query")
+        desc = f"Enter the contact's {self.prompt.lower()}."
+        ET.SubElement(query, f"{{{forms.NS_GATEWAY}}}desc").text = desc
+        ET.SubElement(query, f"{{{forms.NS_GATEWAY}}}prompt").text = self.prompt
+        return query
+
+    async def _on_gateway_set(self, iq: Iq) -> ET.Element:
+        query = iq.xml.find(f"{{{forms.NS_GATEWAY}}}query")
+        text = (query.findtext(f"{{{forms.NS_GATEWAY}}}prompt") if query is not None else None) or ""
+        if not text.strip():
+            raise UserError("bad-request", reason="Give the address to translate in <prompt/>.")
+        jid = await self.handler.gateway_translate(self.network, self.full(iq["from"]), text[:256])
+        answer = ET.Element(f"{{{forms.NS_GATEWAY}}}query")
+        ET.SubElement(answer, f"{{{forms.NS_GATEWAY}}}jid").text = jid
+        ET.SubElement(answer, f"{{{forms.NS_GATEWAY}}}prompt").text = jid  # XEP-0100 legacy clients
+        return answer
+
+    # -- messages and presence ---------------------------------------------------------
+
+    async def _on_message(self, stanza: StanzaBase) -> None:
+        msg = cast(Message, stanza)
+        if self.closing:
+            return
+        mtype = msg["type"]
+        if mtype == "error":
+            log.debug("error message from %s ignored", msg["from"].bare)
+            return
+        privilege_el = privilege.find_privilege(msg.xml)
+        if privilege_el is not None:
+            self.grants.update(msg["from"].domain, privilege_el)
+            log.info(
+                "XEP-0356 privileges from %s: roster=%s message=%s",
+                msg["from"].domain,
+                self.grants.roster.get(msg["from"].domain),
+                self.grants.message.get(msg["from"].domain),
+            )
+            return
+        if mtype == "groupchat" or not msg["from"].user:
+            return
+        try:
+            self._check_sender(msg["from"])
+            sender = self.full(msg["from"])
+            contact = msg["to"].user or None
+            body = msg.xml.findtext(f"{{{NS_CLIENT}}}body")
+            if body is None:
+                state = self._chat_state(msg)
+                if state and contact:
+                    await self.handler.chat_state_received(self.network, sender, contact, state)
+                return
+            receipt = msg.xml.find(f"{{{NS_RECEIPTS}}}request") is not None
+            await self.handler.message_received(self.network, sender, contact, body, msg["id"] or "", receipt)
+        except UserError as exc:
+            self._error_reply(msg, exc)
+        except Exception:
+            ref = new_reference()
+            log.exception("internal error ref=%s handling a message from %s", ref, msg["from"].bare)
+            self._error_reply(msg, UserError("internal", ref=ref))
+
+    @staticmethod
+    def _chat_state(msg: Message) -> str | None:
+        for child in msg.xml:
+            if child.tag.startswith(f"{{{NS_CHATSTATES}}}"):
+                return child.tag.split("}", 1)[1]
+        return None
+
+    async def _on_presence(self, stanza: StanzaBase) -> None:
+        pres = cast(PresenceStanza, stanza)
+        if self.closing:
+            return
+        ptype = pres["type"] or "available"
+        if ptype == "error" or not pres["from"].user:
+            return
+        if ptype not in _KINDS:
+            return
+        try:
+            self._check_sender(pres["from"])
+        except UserError:
+            if ptype == "subscribe":
+                self.send_presence(pto=pres["from"].bare, pfrom=pres["to"], ptype="unsubscribed")
+            return
+        show_text = pres.xml.findtext(f"{{{NS_CLIENT}}}show") or ""
+        show = Show(show_text) if show_text in {s.value for s in Show} - {"unavailable"} else Show.AVAILABLE
+        presence = Presence(Show.UNAVAILABLE if ptype == "unavailable" else show, pres["status"] or "")
+        kind = _KINDS[ptype]
+        event = XmppPresenceReceived(self.full(pres["from"]), pres["to"].user or None, kind, presence)
+        try:
+            await self.handler.presence_received(self.network, event)
+        except UserError as exc:
+            log.info("presence from %s not handled: %s", pres["from"].bare, exc.condition)
+        except Exception:
+            log.exception("internal error ref=%s handling presence", new_reference())
+
+    # -- actions -> stanzas ---------------------------------------------------------------
+
+    def contact_jid(self, contact: str | None) -> str:
+        return f"{contact}@{self.boundjid.bare}" if contact else self.boundjid.bare
+
+    def send_xmpp_presence(self, action: SendXmppPresence) -> None:
+        ptype = None if action.type == "available" else action.type
+        pres = self.make_presence(pto=str(action.to), pfrom=self.contact_jid(action.contact), ptype=ptype)
+        if action.presence is not None and action.presence.online:
+            if action.presence.show not in (Show.AVAILABLE, Show.UNAVAILABLE):
+                pres["show"] = action.presence.show.value
+            if action.presence.status:
+                pres["status"] = action.presence.status
+        if action.nick:
+            nick = ET.SubElement(pres.xml, f"{{{NS_NICK}}}nick")
+            nick.text = action.nick
+        pres.send()
+
+    def build_message(self, action: SendXmppMessage) -> Message:
+        msg = self.make_message(
+            mto=str(action.to), mfrom=self.contact_jid(action.contact), mbody=action.body, mtype="chat"
+        )
+        msg["id"] = action.dedup_key[-64:]
+        ET.SubElement(msg.xml, f"{{{NS_CHATSTATES}}}active")
+        return msg
+
+    def send_chat_state(self, action: SendXmppChatState) -> None:
+        msg = self.make_message(mto=str(action.to), mfrom=self.contact_jid(action.contact), mtype="chat")
+        ET.SubElement(msg.xml, f"{{{NS_CHATSTATES}}}{action.state}")
+        msg.send()
+
+    def send_error_message(
+        self, to: FullJid | BareJid, contact: str | None, msg_id: str, exc: UserError
+    ) -> None:
+        """An error about a message: sent to the full JID that sent it (RFC 6121 drops bare)."""
+        msg = self.make_message(mto=str(to), mfrom=self.contact_jid(contact), mtype="error")
+        msg["id"] = msg_id
+        msg["error"]["type"] = exc.type
+        msg["error"]["condition"] = exc.condition
+        msg["error"]["text"] = exc.text
+        msg.send()
+
+    def send_receipt(self, to: FullJid | BareJid, contact: str, msg_id: str) -> None:
+        msg = self.make_message(mto=str(to), mfrom=self.contact_jid(contact), mtype="chat")
+        ET.SubElement(msg.xml, f"{{{NS_RECEIPTS}}}received", {"id": msg_id})
+        msg.send()
+
+    async def handover(self, stanzas: list[Message]) -> bool:
+        """Write ``stanzas`` and confirm them with one ping on the same stream.
+
+        The server processes a stream in order, so once the ping is answered every
+        stanza before it was accepted. False when the stream changed or the ping failed:
+        the caller keeps the messages and tries again.
+        """
+        if not self.online.is_set():
+            return False
+        generation = self.generation
+        for stanza in stanzas:
+            stanza.send()
+        try:
+            await self.plugin["xep_0199"].ping(JID(self.boundjid.domain.split(".", 1)[-1]), timeout=10)
+        except Exception as exc:  # IqTimeout, IqError, disconnection
+            log.info("handover ping failed (%s); messages stay queued", type(exc).__name__)
+            return False
+        return generation == self.generation and self.online.is_set()
+
+    async def push_roster(self, action: PushRoster | RemoveRoster) -> bool:
+        """Set roster items through XEP-0356 in batches; False when not privileged."""
+        if not self.grants.can_set_roster(action.to.domain):
+            return False
+        items = action.entries if isinstance(action, PushRoster) else ()
+        removes = action.localparts if isinstance(action, RemoveRoster) else ()
+        for start in range(0, max(len(items), len(removes)), ROSTER_BATCH):
+            query = privilege.roster_query(
+                items[start : start + ROSTER_BATCH], self.boundjid.bare, removes[start : start + ROSTER_BATCH]
+            )
+            iq = self.make_iq_set(ito=str(action.to), ifrom=self.boundjid.bare)
+            iq.append(query)
+            await iq.send(timeout=30)
+        return True
