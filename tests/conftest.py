@@ -26,7 +26,13 @@ SECRET = secrets.token_hex(12)
 
 def base_config(tmp_path: Path, port: int = 5347, **xmpp: Any) -> Config:
     data = {
-        "xmpp": {"host": "127.0.0.1", "port": port, "user_domains": [DOMAIN], "admins": [f"admin@{DOMAIN}"], **xmpp},
+        "xmpp": {
+            "host": "127.0.0.1",
+            "port": port,
+            "user_domains": [DOMAIN],
+            "admins": [f"admin@{DOMAIN}"],
+            **xmpp,
+        },
         "storage": {"path": str(tmp_path / "gw.db"), "key_file": str(tmp_path / "secret.key")},
         "sms": {
             "jid": f"sms.{DOMAIN}",

@@ -71,7 +71,9 @@ class EchoTransport:
     def translate_prompt(self, text: str) -> str:
         return self.contact_localpart(self.parse_contact(escape_node(text.strip())))
 
-    async def register(self, user: BareJid, current: Account | None, form: Mapping[str, str]) -> RegistrationOutcome:
+    async def register(
+        self, user: BareJid, current: Account | None, form: Mapping[str, str]
+    ) -> RegistrationOutcome:
         name, password = form.get("username", ""), form.get("password", "")
         if not name or not password:
             raise UserError("bad-form", reason="Both the user name and the password are required.")
@@ -92,7 +94,9 @@ class EchoTransport:
         )
         await self.sink(ContactListReceived(self.network, subscriber.id, contacts))
         await self.sink(
-            ContactPresenceChanged(self.network, subscriber.id, "alpha@echo.test", Presence(Show.AWAY, "busy"))
+            ContactPresenceChanged(
+                self.network, subscriber.id, "alpha@echo.test", Presence(Show.AWAY, "busy")
+            )
         )
 
     async def stop_session(self, subscriber_id: int) -> None:
@@ -124,7 +128,9 @@ class EchoTransport:
         self.delivered.append((item.destination, body))
         assert item.subscriber_id is not None
         await self.sink(
-            LegacyMessageReceived(self.network, item.subscriber_id, item.destination, f"echo: {body}", f"e{item.id}")
+            LegacyMessageReceived(
+                self.network, item.subscriber_id, item.destination, f"echo: {body}", f"e{item.id}"
+            )
         )
         return Delivered()
 

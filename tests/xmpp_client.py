@@ -15,7 +15,10 @@ _SSL = ssl.create_default_context()
 class ScriptedUser(ClientXMPP):  # type: ignore[misc]
     def __init__(self, jid: str, password: str, port: int) -> None:
         super().__init__(
-            jid, password, sasl_mech="PLAIN", plugin_config={"feature_mechanisms": {"unencrypted_plain": True}}
+            jid,
+            password,
+            sasl_mech="PLAIN",
+            plugin_config={"feature_mechanisms": {"unencrypted_plain": True}},
         )
         self.enable_direct_tls = False
         self.enable_starttls = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,6 +145,8 @@ class Store:
         With ``upgrade=False`` a database that needs migrations is refused instead.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # phone numbers and contacts: readable by the service only
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

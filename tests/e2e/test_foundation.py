@@ -33,7 +33,9 @@ async def error_of(coro: object) -> tuple[str, str]:
     return info.value.iq["error"]["condition"], info.value.iq["error"]["text"]
 
 
-async def test_disco_info_names_a_gateway_with_its_features(gateway: RunningGateway, alice: ScriptedUser) -> None:
+async def test_disco_info_names_a_gateway_with_its_features(
+    gateway: RunningGateway, alice: ScriptedUser
+) -> None:
     info = await alice.plugin["xep_0030"].get_info(jid=TEST_JID, timeout=10)
     identities = info["disco_info"]["identities"]
     assert ("gateway", "test", None, "Passerelle TEST gateway") in identities
@@ -43,7 +45,9 @@ async def test_disco_info_names_a_gateway_with_its_features(gateway: RunningGate
     assert items["type"] == "result"
 
 
-async def test_registration_form_then_subscribe_flow_and_roster(gateway: RunningGateway, alice: ScriptedUser) -> None:
+async def test_registration_form_then_subscribe_flow_and_roster(
+    gateway: RunningGateway, alice: ScriptedUser
+) -> None:
     form = await alice.plugin["xep_0077"].get_registration(jid=TEST_JID, timeout=10)
     fields = {f.get("var") for f in form.xml.iter("{jabber:x:data}field")}
     assert {"username", "password"} <= fields
@@ -67,7 +71,9 @@ async def test_registration_form_then_subscribe_flow_and_roster(gateway: Running
     assert state is not None
 
 
-async def test_bad_password_is_not_authorized_and_nothing_stored(gateway: RunningGateway, alice: ScriptedUser) -> None:
+async def test_bad_password_is_not_authorized_and_nothing_stored(
+    gateway: RunningGateway, alice: ScriptedUser
+) -> None:
     condition, text = await error_of(register(alice, password="wrong"))
     assert condition == "not-authorized"
     assert "refused" in text
@@ -112,7 +118,9 @@ async def test_retry_keeps_order_per_contact(gateway: RunningGateway, alice: Scr
     assert bodies == ["echo: m0", "echo: m1", "echo: m2"]
 
 
-async def test_unregister_removes_account_and_unsubscribes(gateway: RunningGateway, alice: ScriptedUser) -> None:
+async def test_unregister_removes_account_and_unsubscribes(
+    gateway: RunningGateway, alice: ScriptedUser
+) -> None:
     await register(alice)
     await alice.next_presence(from_=TEST_JID, type="subscribe")
     alice.send_presence(pto=TEST_JID, ptype="subscribed")
@@ -184,7 +192,9 @@ async def test_survives_prosody_restart(prosody: Prosody, gateway: RunningGatewa
     component = gateway.bridge.components["test"]
     generation = component.generation
     prosody.restart()
-    await asyncio.wait_for(_until(lambda: component.generation > generation and component.online.is_set()), 20)
+    await asyncio.wait_for(
+        _until(lambda: component.generation > generation and component.online.is_set()), 20
+    )
     user = ScriptedUser(f"alice@{DOMAIN}/after", "pw", prosody.c2s_port)
     await user.online()
     try:

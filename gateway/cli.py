@@ -1,0 +1,389 @@
+"""The ``passerelle`` command.
+
+Exit status: 0 on success, 1 on an error (one clear line on stderr, never a traceback),
+2 on a usage error (click's own). Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from gateway import config as config_mod
+from gateway.addressing import E164, AddressError, BareJid, MsnHandle
+from gateway.config import Config, ConfigError
+from gateway.logs import setup_logging
+from gateway.storage import Cipher, KeyError_, StorageError, Store, Subscriber, create_key_file
+from gateway.storage.migrations import LATEST
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("passerelle")
+
+
+class Failure(click.ClickException):
+    """An error shown as one line, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"passerelle: {self.message}", err=True)
+
+
+def fails_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the project's own errors into one line and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, StorageError, KeyError_, AddressError) as exc:
+            raise Failure(str(exc)) from None
+        except OSError as exc:
+            raise Failure(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+
+    return wrapper
+
+
+def config_path(ctx: click.Context) -> Path:
+    given: str | None = ctx.obj.get("config")
+    return Path(given or os.environ.get("PASSERELLE_CONFIG") or config_mod.DEFAULT_PATH)
+
+
+def load_config(ctx: click.Context) -> Config:
+    return config_mod.load(config_path(ctx))
+
+
+def run_async(coro: Awaitable[R]) -> R:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def open_store(cfg: Config) -> Store:
+    return await Store.open(cfg.storage.path, Cipher.from_file(cfg.storage.key_file))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="Config file (else $PASSERELLE_CONFIG, else /etc/passerelle/passerelle.toml).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("--log-format", type=click.Choice(["human", "json"]), default=None, help="Log line format.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, verbose: int, log_format: str | None) -> None:
+    """Passerelle: an XMPP gateway to SMS (SMPP) and MSN (MSNP), with one buddy list."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(config=config_file, verbose=verbose, log_format=log_format)
+    setup_logging("debug" if verbose > 1 else "info" if verbose else "warning", log_format or "human")
+
+
+SAMPLE = """\
+# Passerelle configuration. Every key is described in README.md ("Configuration").
+
+[xmpp]
+host = "127.0.0.1"                 # the XMPP server's component listener
+port = 5347                        # its component port (Prosody: component_ports)
+user_domains = ["{domain}"]        # only users of these domains may use the gateway
+admins = ["admin@{domain}"]        # may use admin commands
+registration = "open"              # "open", or "closed": only users added with the CLI
+
+[storage]
+path = "{db}"                      # SQLite database (WAL); created if missing
+key_file = "{key}"                 # encrypts legacy passwords at rest; back it up with the database
+
+[logging]
+level = "info"                     # debug, info, warning, error
+format = "human"                   # human, or json (one JSON object per line)
+
+[sms]                              # operator mobile network (SMS over SMPP 3.4)
+jid = "sms.{domain}"               # the component's JID
+secret = "{sms_secret}"            # component secret (or secret_file = "...", or env PASSERELLE_SMS_SECRET)
+default_region = "FR"              # for numbers written without +country
+service_number = "2020"            # short code / number the SMSC routes to the gateway
+max_parts = 6                      # longest SMS accepted, in parts
+validity_s = 86400                 # an SMS not sent within this many seconds expires
+transliterate = true               # typographic quotes, dashes… to GSM-7 look-alikes (cheaper)
+
+[sms.smsc]
+host = "127.0.0.1"
+port = 2775
+system_id = "passerelle"
+password = "{smsc_password}"       # or password_file = "...", or env PASSERELLE_SMS_SMSC_PASSWORD
+system_type = ""
+window = 10                        # PDUs in flight
+max_rate = 100                     # submit_sm per second (the carrier's limit)
+enquire_link_s = 30                # keep-alive interval
+
+[sms.limits]
+per_user_per_hour = 60
+per_user_per_day = 300
+global_per_day = 100000            # protects the operator's bill
+
+[msn]                              # PC messenger network (MSNP12)
+jid = "msn.{domain}"
+secret = "{msn_secret}"            # or secret_file = "...", or env PASSERELLE_MSN_SECRET
+
+[msn.server]
+host = "127.0.0.1"                 # notification server
+port = 1863
+nexus_url = "http://127.0.0.1:8081/nexus-mock"   # Passport 1.4 nexus (TWN login)
+login_url = ""                     # optional: overrides the DALogin URL the nexus advertises
+"""
+
+
+@main.command()
+@click.option("--domain", default="example.org", show_default=True, help="Your XMPP domain.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the database and key go (default: beside the config).",
+)
+@click.pass_context
+@fails_cleanly
+def init(ctx: click.Context, domain: str, data_dir: Path | None) -> None:
+    """Write a starter config and a key file with fresh random secrets."""
+    path = config_path(ctx)
+    if path.exists():
+        raise Failure(f"{path} already exists; not overwriting it")
+    base = (data_dir or path.parent).resolve()
+    db, key = base / "passerelle.db", base / "secret.key"
+    if key.exists():
+        raise Failure(f"{key} already exists; not overwriting it")
+    values = {
+        "sms_secret": secrets.token_urlsafe(24),
+        "msn_secret": secrets.token_urlsafe(24),
+        "smsc_password": secrets.token_urlsafe(6)[:8],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(SAMPLE.format(domain=domain, db=db, key=key, **values))
+    create_key_file(key)
+    click.echo(f"wrote {path} (mode 0600) and {key} (mode 0600)")
+    click.echo("Set [sms.smsc] password to the one your SMSC gave you, and the MSN server addresses.")
+    click.echo("\nProsody: add to prosody.cfg.lua (the secrets are in the config file above):")
+    for net in ("sms", "msn"):
+        click.echo(f'  Component "{net}.{domain}"\n    component_secret = "<[{net}] secret>"')
+    click.echo("\nejabberd: add to ejabberd.yml under listen (port 5347, module ejabberd_service):")
+    click.echo("  hosts:")
+    for net in ("sms", "msn"):
+        click.echo(f'    "{net}.{domain}":\n      password: "<[{net}] secret>"')
+
+
+@main.command("check-config")
+@click.pass_context
+@fails_cleanly
+def check_config(ctx: click.Context) -> None:
+    """Validate the config file and print a one-line summary."""
+    cfg = load_config(ctx)
+    Cipher.from_file(cfg.storage.key_file)
+    click.echo(cfg.summary())
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@fails_cleanly
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations."""
+    cfg = load_config(ctx)
+
+    async def go() -> None:
+        store = await open_store(cfg)
+        await store.close()
+
+    run_async(go())
+    click.echo(f"database at schema version {LATEST}")
+
+
+@main.group()
+def user() -> None:
+    """Manage subscribers."""
+
+
+def _parse_subscriber_ref(ref: str) -> tuple[str, str]:
+    if ref.startswith("+"):
+        return "sms", str(E164.parse(ref))
+    return "jid", str(BareJid.parse(ref))
+
+
+async def _find(store: Store, ref: str) -> Subscriber:
+    kind, value = _parse_subscriber_ref(ref)
+    found = (
+        await store.subscriber_by_account("sms", value)
+        if kind == "sms"
+        else await store.subscriber_by_jid(BareJid.parse(value))
+    )
+    if found is None:
+        raise Failure(f"no subscriber {value}")
+    return found
+
+
+@user.command("add")
+@click.argument("jid", required=False)
+@click.option("--msisdn", metavar="+E164", help="The subscriber's own phone number.")
+@click.option("--msn", "msn_handle", metavar="HANDLE", help="The subscriber's MSN account.")
+@click.option(
+    "--msn-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the MSN password.",
+)
+@click.pass_context
+@fails_cleanly
+def user_add(
+    ctx: click.Context,
+    jid: str | None,
+    msisdn: str | None,
+    msn_handle: str | None,
+    msn_password_file: Path | None,
+) -> None:
+    """Add a subscriber (JID may be left out for an SMS-only subscriber with --msisdn)."""
+    if jid is None and msisdn is None:
+        raise click.UsageError("give a JID, or --msisdn for an SMS-only subscriber")
+    if bool(msn_handle) != bool(msn_password_file):
+        raise click.UsageError("--msn and --msn-password-file go together")
+    cfg = load_config(ctx)
+    bare = BareJid.parse(jid) if jid else None
+    if bare is not None and bare.domain not in cfg.xmpp.user_domains:
+        raise Failure(f"{bare}: not in xmpp.user_domains ({', '.join(cfg.xmpp.user_domains)})")
+    region = cfg.sms.default_region if cfg.sms else None
+    number = E164.parse(msisdn, region) if msisdn else None
+    handle = MsnHandle.parse(msn_handle) if msn_handle else None
+    password = msn_password_file.read_text(encoding="utf-8").strip() if msn_password_file else None
+
+    async def go() -> None:
+        store = await open_store(cfg)
+        try:
+            now = time.time()
+            if bare and await store.subscriber_by_jid(bare):
+                raise Failure(f"{bare} is already a subscriber")
+            for net, legacy in (("sms", number), ("msn", handle)):
+                if legacy is not None and await store.subscriber_by_account(net, str(legacy)):
+                    raise Failure(f"{legacy} is already linked to another subscriber")
+            sub = await store.add_subscriber(bare, now)
+            if number is not None:
+                await store.set_account(sub.id, "sms", str(number), None, now)
+            if handle is not None:
+                await store.set_account(sub.id, "msn", str(handle), password, now)
+        finally:
+            await store.close()
+
+    run_async(go())
+    click.echo(f"added {bare or number}")
+
+
+async def _describe(store: Store, sub: Subscriber) -> dict[str, Any]:
+    accounts = {a.network: a.legacy_id for a in await store.accounts() if a.subscriber_id == sub.id}
+    return {
+        "jid": str(sub.jid) if sub.jid else None,
+        "msisdn": accounts.get("sms"),
+        "msn": accounts.get("msn"),
+        "created": datetime.fromtimestamp(sub.created, UTC).isoformat(timespec="seconds"),
+    }
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of {jid, msisdn, msn, created}.")
+@click.pass_context
+@fails_cleanly
+def user_list(ctx: click.Context, as_json: bool) -> None:
+    """List subscribers."""
+    cfg = load_config(ctx)
+
+    async def go() -> list[dict[str, Any]]:
+        store = await open_store(cfg)
+        try:
+            return [await _describe(store, s) for s in await store.subscribers()]
+        finally:
+            await store.close()
+
+    rows = run_async(go())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no subscribers")
+    for row in rows:
+        click.echo(
+            f"{row['jid'] or '-':30} {row['msisdn'] or '-':16} {row['msn'] or '-':30} {row['created']}"
+        )
+
+
+@user.command("show")
+@click.argument("ref", metavar="JID|+E164")
+@click.pass_context
+@fails_cleanly
+def user_show(ctx: click.Context, ref: str) -> None:
+    """Show one subscriber and each linked identity."""
+    cfg = load_config(ctx)
+
+    async def go() -> dict[str, Any]:
+        store = await open_store(cfg)
+        try:
+            return await _describe(store, await _find(store, ref))
+        finally:
+            await store.close()
+
+    row = run_async(go())
+    for key in ("jid", "msisdn", "msn", "created"):
+        click.echo(f"{key + ':':9} {row[key] or '-'}")
+
+
+@user.command("remove")
+@click.argument("ref", metavar="JID|+E164")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@fails_cleanly
+def user_remove(ctx: click.Context, ref: str, yes: bool) -> None:
+    """Remove a subscriber and everything stored about them."""
+    cfg = load_config(ctx)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Failure("refusing to remove without --yes when there is no terminal to confirm on")
+        click.confirm(f"Remove {ref} and everything stored about them?", abort=True)
+
+    async def go() -> str:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            await store.remove_subscriber(sub.id)
+            return ref
+        finally:
+            await store.close()
+
+    click.echo(f"removed {run_async(go())}")
+
+
+@main.command()
+@click.pass_context
+@fails_cleanly
+def run(ctx: click.Context) -> None:
+    """Run the gateway until SIGINT or SIGTERM."""
+    from gateway.app import Gateway, network_transports
+
+    cfg = load_config(ctx)
+    setup_logging(
+        "debug" if ctx.obj["verbose"] > 1 else "info" if ctx.obj["verbose"] else cfg.logging.level,
+        ctx.obj["log_format"] or cfg.logging.format,
+    )
+    Cipher.from_file(cfg.storage.key_file)
+    gateway = Gateway(cfg, network_transports(cfg))
+    run_async(gateway.run_until_signal())
