@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_S = 10.0
 
 
-def network_transports(config: Config) -> dict[str, Transport]:
+def network_transports(config: Config, store: Store) -> dict[str, Transport]:
     """The explicit map from configured network sections to their transports."""
     transports: dict[str, Transport] = {}
     if config.sms is not None:
@@ -25,13 +25,13 @@ def network_transports(config: Config) -> dict[str, Transport]:
             from transports.sms.transport import build_sms  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ConfigError("sms: the SMS transport is not available in this build") from None
-        transports["sms"] = build_sms(config)
+        transports["sms"] = build_sms(config, store)
     if config.msn is not None:
         try:
             from transports.msn.transport import build_msn  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ConfigError("msn: the MSN transport is not available in this build") from None
-        transports["msn"] = build_msn(config)
+        transports["msn"] = build_msn(config, store)
     return transports
 
 
@@ -48,18 +48,25 @@ class Gateway:
     def __init__(
         self,
         config: Config,
-        transports: Mapping[str, Transport],
+        transports: Mapping[str, Transport] | None = None,
         settings: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """``transports`` defaults to the networks configured (built once the store is open)."""
         self.config = config
-        self.transports = dict(transports)
-        self.settings = dict(settings or {n: component_settings(config, n) for n in transports})
+        self.transports = dict(transports or {})
+        self._given = transports is not None
+        self.settings = dict(settings or {})
         self.bridge: Bridge | None = None
         self.store: Store | None = None
 
     async def start(self) -> Bridge:
         cipher = Cipher.from_file(self.config.storage.key_file)
         self.store = await Store.open(self.config.storage.path, cipher)
+        if not self._given:
+            self.transports = network_transports(self.config, self.store)
+        for network in self.transports:
+            if network not in self.settings:
+                self.settings[network] = component_settings(self.config, network)
         bridge = Bridge(self.config, self.store, self.transports)
         for network, transport in self.transports.items():
             jid, secret = self.settings[network]
@@ -103,7 +110,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         log.info("gateway running: %s", ", ".join(self.settings[n][0] for n in self.transports))
         await stop.wait()
         log.info("stopping")

@@ -21,11 +21,18 @@ from typing import Any
 from gateway.addressing import BareJid, FullJid
 from gateway.config import Config
 from gateway.core import roster, xep0100
-from gateway.core.actions import PushRoster, RemoveRoster, SendXmppMessage, SendXmppPresence
+from gateway.core.actions import (
+    PushRoster,
+    RemoveRoster,
+    SendXmppChatState,
+    SendXmppMessage,
+    SendXmppPresence,
+)
 from gateway.core.events import (
     ChatStateReceived,
     ContactListReceived,
     ContactPresenceChanged,
+    DeliveryReported,
     LegacyContact,
     LegacyMessageReceived,
     NetworkEvent,
@@ -242,14 +249,16 @@ class Bridge:
             destination=legacy_id,
             payload=payload,
             now=now,
-            expires=now + 86400,
+            expires=now + self.transports[network].message_ttl_s,
         )
         if item is None:
             log.info("duplicate message %s from %s ignored", msg_id, sender.bare)
         self._wake[network].set()
 
     async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None:
-        return None  # networks with typing notifications hook in here (MSN)
+        sub = await self._subscriber(sender.bare)
+        transport = self.transports[network]
+        await transport.send_chat_state(sub.id, transport.parse_contact(contact), state)
 
     async def component_online(self, network: str) -> None:
         component = self.components[network]
@@ -272,9 +281,11 @@ class Bridge:
             case SubscriptionRequested():
                 await self._subscription_requested(event)
             case ChatStateReceived():
-                pass
+                await self._chat_state(event)
             case SessionStateChanged():
                 await self._session_state(event)
+            case DeliveryReported():
+                self._delivery_reported(event)
 
     async def _jid_of(self, subscriber_id: int) -> BareJid | None:
         sub = await self.store.subscriber(subscriber_id)
@@ -287,7 +298,7 @@ class Bridge:
             subscriber_id=event.subscriber_id,
             dedup_key=f"in:{event.network}:{event.dedup_key}",
             destination=event.legacy_id,
-            payload={"body": event.body},
+            payload={"body": event.body, "nick": event.nick},
             now=now,
             expires=now + 7 * 86400,
         )
@@ -334,6 +345,13 @@ class Bridge:
             for local in removed:
                 component.send_xmpp_presence(SendXmppPresence(jid, local, "unsubscribed"))
 
+    async def _chat_state(self, event: ChatStateReceived) -> None:
+        jid = await self._jid_of(event.subscriber_id)
+        if jid is None:
+            return
+        local = self.transports[event.network].contact_localpart(event.legacy_id)
+        self.components[event.network].send_chat_state(SendXmppChatState(jid, local, event.state))
+
     async def _contact_presence(self, event: ContactPresenceChanged) -> None:
         jid = await self._jid_of(event.subscriber_id)
         if jid is None:
@@ -352,6 +370,18 @@ class Bridge:
         self.components[event.network].send_xmpp_presence(
             SendXmppPresence(jid, local, "subscribe", nick=event.name)
         )
+
+    def _delivery_reported(self, event: DeliveryReported) -> None:
+        component = self.components[event.network]
+        sender = FullJid.parse(event.sender)
+        local = self.transports[event.network].contact_localpart(event.legacy_id)
+        if event.ok:
+            if event.receipt_requested and event.msg_id:
+                component.send_receipt(sender, local, event.msg_id)
+            return
+        self.counters.bump(self.counters.failed, event.network)
+        error = UserError("recipient-unavailable", reason=event.reason)
+        component.send_error_message(sender, local, event.msg_id, error)
 
     async def _session_state(self, event: SessionStateChanged) -> None:
         jid = await self._jid_of(event.subscriber_id)
@@ -443,10 +473,12 @@ class Bridge:
                             await self.store.complete(item.id)
                             continue
                         local = self.transports[network].contact_localpart(item.destination)
-                        action = SendXmppMessage(jid, local, str(item.payload["body"]), item.dedup_key)
-                        stanzas.append((item, component.build_message(action)))
+                        body, nick = str(item.payload["body"]), str(item.payload.get("nick", ""))
+                        for to in self._destinations(network, jid):
+                            action = SendXmppMessage(to, local, body, item.dedup_key, nick)
+                            stanzas.append((item, component.build_message(action)))
                     if await component.handover([s for _, s in stanzas]):
-                        for item, _ in stanzas:
+                        for item in {i.id: i for i, _ in stanzas}.values():
                             await self.store.complete(item.id)
                             self.counters.bump(self.counters.to_xmpp, network)
                         delay = 0.0
@@ -457,6 +489,12 @@ class Bridge:
                 delay = 1.0
             if delay:
                 await _sleep(wake, delay)
+
+    def _destinations(self, network: str, jid: BareJid) -> list[BareJid | FullJid]:
+        """Every online resource (so each client shows the message), else the bare JID
+        (the server's offline storage keeps it)."""
+        resources = self.resources[network].resources(jid)
+        return [FullJid(jid, r) for r in resources] if resources else [jid]
 
     def status(self) -> dict[str, Any]:
         return {

@@ -377,7 +377,7 @@ def user_remove(ctx: click.Context, ref: str, yes: bool) -> None:
 @fails_cleanly
 def run(ctx: click.Context) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
-    from gateway.app import Gateway, network_transports
+    from gateway.app import Gateway
 
     cfg = load_config(ctx)
     setup_logging(
@@ -385,5 +385,5 @@ def run(ctx: click.Context) -> None:
         ctx.obj["log_format"] or cfg.logging.format,
     )
     Cipher.from_file(cfg.storage.key_file)
-    gateway = Gateway(cfg, network_transports(cfg))
+    gateway = Gateway(cfg)
     run_async(gateway.run_until_signal())

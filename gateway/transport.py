@@ -6,6 +6,9 @@ what it may and may not do. Failures of the network are reported as events
 (:class:`~gateway.core.events.SessionStateChanged`) or as outcomes, never raised into
 the event loop.
 
+A transport may keep network state of its own (codes, quotas, message parts) in the
+tables the storage layer gives it; it never touches the bridge or the XMPP side.
+
 The gateway holds an explicit mapping from network name to transport object (see
 ``gateway.app``); there is no registration by import or by string lookup.
 """
@@ -91,10 +94,15 @@ class Transport(Protocol):
     features: frozenset[str]
     """Extra disco#info features (receipts, chat states…) this network supports."""
 
-    registration_fields: tuple[FormField, ...]
+    @property
+    def registration_fields(self) -> tuple[FormField, ...]: ...
+
     registration_instructions: str
     gateway_prompt: str
     """Label of the ``jabber:iq:gateway`` prompt (``Phone number``, ``MSN address``)."""
+
+    message_ttl_s: float
+    """How long an accepted message may wait in the outbox before it expires."""
 
     async def start(self, sink: EventSink) -> None:
         """Open the shared connection (the SMPP bind; nothing for MSN) and return quickly.
@@ -131,6 +139,9 @@ class Transport(Protocol):
 
     async def set_presence(self, subscriber_id: int, presence: Presence) -> None:
         """The subscriber's own presence changed (no-op for networks without presence)."""
+
+    async def send_chat_state(self, subscriber_id: int, legacy_id: str, state: str) -> None:
+        """The subscriber is typing (XEP-0085 ``composing``) or stopped; no-op without typing."""
 
     async def contact_subscription(
         self, subscriber: Subscriber, legacy_id: str, kind: PresenceKind

@@ -45,6 +45,7 @@ class EchoTransport:
     )
     registration_instructions = "Enter your echo network user name and password."
     gateway_prompt = "Echo address"
+    message_ttl_s = 3600.0
 
     def __init__(self) -> None:
         self.sink: EventSink | None = None
@@ -104,6 +105,9 @@ class EchoTransport:
 
     async def set_presence(self, subscriber_id: int, presence: Presence) -> None:
         self.presences.append((subscriber_id, presence))
+
+    async def send_chat_state(self, subscriber_id: int, legacy_id: str, state: str) -> None:
+        return None
 
     async def contact_subscription(
         self, subscriber: Subscriber, legacy_id: str, kind: PresenceKind

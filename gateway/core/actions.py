@@ -26,6 +26,7 @@ class SendXmppMessage:
     contact: str
     body: str
     dedup_key: str
+    nick: str = ""
 
 
 @dataclass(frozen=True, slots=True)

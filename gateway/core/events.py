@@ -70,6 +70,7 @@ class LegacyMessageReceived:
     legacy_id: str
     body: str
     dedup_key: str  # stable across redeliveries by the network, when it has one
+    nick: str = ""  # a readable name for senders without one (SMS short codes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,20 @@ class SessionStateChanged:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryReported:
+    """The network's final word on a message sent from XMPP (an SMS delivery receipt)."""
+
+    network: str
+    subscriber_id: int
+    legacy_id: str
+    msg_id: str
+    sender: str  # the full JID that sent it: errors must go there
+    ok: bool
+    receipt_requested: bool
+    reason: str = ""
+
+
 NetworkEvent = (
     ContactListReceived
     | ContactPresenceChanged
@@ -97,4 +112,5 @@ NetworkEvent = (
     | LegacyMessageReceived
     | ChatStateReceived
     | SessionStateChanged
+    | DeliveryReported
 )

@@ -54,6 +54,50 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (network, next_attempt);
     CREATE INDEX outbox_order ON outbox (subscriber_id, destination, id);
     """,
+    # 3: SMS state — verification codes, sending quotas, MO parts, receipts, seen keys
+    """
+    CREATE TABLE seen (dedup_key TEXT PRIMARY KEY, at REAL NOT NULL);
+    CREATE INDEX seen_at ON seen (at);
+    CREATE TABLE sms_codes (
+        jid TEXT PRIMARY KEY,
+        msisdn TEXT NOT NULL,
+        code_hash BLOB NOT NULL,
+        salt BLOB NOT NULL,
+        expires REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sms_sent (
+        item_key TEXT PRIMARY KEY,
+        subscriber_id INTEGER NOT NULL,
+        parts INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX sms_sent_user ON sms_sent (subscriber_id, at);
+    CREATE INDEX sms_sent_at ON sms_sent (at);
+    CREATE TABLE sms_mo_parts (
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        reference INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        data_coding INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, destination, reference, total, seq)
+    );
+    CREATE TABLE sms_parts_sent (
+        item_key TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        smsc_id TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'sent',
+        total INTEGER NOT NULL,
+        subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE CASCADE,
+        meta TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (item_key, seq)
+    );
+    CREATE INDEX sms_parts_sent_id ON sms_parts_sent (smsc_id);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -21,6 +21,7 @@ import aiosqlite
 from gateway.addressing import BareJid
 from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
+from gateway.storage.sms import SmsTables
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, cipher: Cipher | None) -> None:
         self._db = db
         self._cipher = cipher
+        self.sms = SmsTables(db)
 
     @classmethod
     async def open(cls, path: Path, cipher: Cipher | None, *, upgrade: bool = True) -> Store:

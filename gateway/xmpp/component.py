@@ -362,6 +362,8 @@ class GatewayComponent(ComponentXMPP):
         )
         msg["id"] = action.dedup_key[-64:]
         ET.SubElement(msg.xml, f"{{{NS_CHATSTATES}}}active")
+        if action.nick:
+            ET.SubElement(msg.xml, f"{{{NS_NICK}}}nick").text = action.nick
         return msg
 
     def send_chat_state(self, action: SendXmppChatState) -> None:

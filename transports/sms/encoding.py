@@ -64,6 +64,8 @@ def _build_gsm_tables() -> tuple[dict[int, str], dict[int, str], dict[str, bytes
 
 
 _GSM_BASIC, _GSM_EXTENSION, _GSM_ENCODE = _build_gsm_tables()
+GSM7_CHARACTERS = frozenset(_GSM_ENCODE)  # every character GSM-7 can carry
+GSM7_EXTENSION_CHARACTERS = frozenset(_GSM_EXTENSION.values())  # those costing 2 septets
 
 # Typographic characters that word processors and phone keyboards insert, mapped to
 # GSM-7 look-alikes. Applied only when it makes the whole message GSM-7 (see encode_text).
@@ -100,9 +102,7 @@ class EncodedText:
         if len(self.segments) == 1:
             return self.segments
         total = len(self.segments)
-        return tuple(
-            concat_udh(ref, total, seq) + seg for seq, seg in enumerate(self.segments, start=1)
-        )
+        return tuple(concat_udh(ref, total, seq) + seg for seq, seg in enumerate(self.segments, start=1))
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,23 @@ def transliterate(text: str) -> str:
     return "".join(_TRANSLITERATION.get(ch, ch) for ch in text)
 
 
+def encode_chars(text: str, data_coding: int) -> list[bytes]:
+    """Each character of ``text`` encoded in ``data_coding`` (0, 3 or 8), unsplit.
+
+    Raises ValueError when a character does not exist in that coding.
+    """
+    if data_coding == DC_GSM7:
+        try:
+            return [_GSM_ENCODE[ch] for ch in text]
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]!r} is not in the GSM 03.38 alphabet") from None
+    if data_coding == DC_LATIN1:
+        return [ch.encode("latin-1") for ch in text]
+    if data_coding == DC_UCS2:
+        return [ch.encode("utf-16-be") for ch in text]
+    raise ValueError(f"cannot encode in data_coding {data_coding}")
+
+
 def encode_text(text: str, *, transliterate_typography: bool = False) -> EncodedText:
     """Choose the alphabet and split ``text`` into SMS parts.
 
@@ -158,10 +175,8 @@ def encode_text(text: str, *, transliterate_typography: bool = False) -> Encoded
         if is_gsm7(candidate):
             text = candidate
     if is_gsm7(text):
-        return _split(
-            [_GSM_ENCODE[ch] for ch in text], DC_GSM7, GSM7_SINGLE, GSM7_PART, unit_bytes=1
-        )
-    return _split([ch.encode("utf-16-be") for ch in text], DC_UCS2, UCS2_SINGLE, UCS2_PART, 2)
+        return _split(encode_chars(text, DC_GSM7), DC_GSM7, GSM7_SINGLE, GSM7_PART, 1)
+    return _split(encode_chars(text, DC_UCS2), DC_UCS2, UCS2_SINGLE, UCS2_PART, 2)
 
 
 def count_parts(text: str, *, transliterate_typography: bool = False) -> int:
@@ -169,9 +184,7 @@ def count_parts(text: str, *, transliterate_typography: bool = False) -> int:
     return encode_text(text, transliterate_typography=transliterate_typography).parts
 
 
-def encode_within(
-    text: str, max_parts: int, *, transliterate_typography: bool = False
-) -> EncodedText:
+def encode_within(text: str, max_parts: int, *, transliterate_typography: bool = False) -> EncodedText:
     """Like :func:`encode_text` but raises :class:`MessageTooLong` past ``max_parts``."""
     encoded = encode_text(text, transliterate_typography=transliterate_typography)
     if encoded.parts > max_parts:
@@ -179,9 +192,7 @@ def encode_within(
     return encoded
 
 
-def _split(
-    chars: list[bytes], data_coding: int, single: int, per_part: int, unit_bytes: int
-) -> EncodedText:
+def _split(chars: list[bytes], data_coding: int, single: int, per_part: int, unit_bytes: int) -> EncodedText:
     """Greedy split on character boundaries; each item of ``chars`` is one character."""
     total_units = sum(len(c) for c in chars) // unit_bytes
     if total_units <= single:

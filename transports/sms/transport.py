@@ -1,0 +1,534 @@
+"""The SMS network as a gateway transport: the adapter between the bridge and the ESME.
+
+From XMPP to SMS: :meth:`SmsTransport.deliver` encodes, checks limits, and submits each
+part, recording every accepted part so a retry never resends it. From SMS to XMPP:
+:meth:`SmsTransport._on_deliver` answers a deliver_sm only once the message (or its
+part) is committed, and with ESME_RINVDSTADR when no subscriber owns the destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.addressing import E164, AddressError, BareJid
+from gateway.config import Config, SmsConfig
+from gateway.core.actions import SendXmppPresence
+from gateway.core.events import (
+    ContactListReceived,
+    ContactPresenceChanged,
+    DeliveryReported,
+    LegacyContact,
+    LegacyMessageReceived,
+    PresenceKind,
+)
+from gateway.core.model import Presence, Show
+from gateway.errors import UserError
+from gateway.storage import Account, Contact, OutboxItem, Store, Subscriber
+from gateway.storage.sms import Quota, SentPart, StoredPart
+from gateway.transport import (
+    Delivered,
+    DeliveryOutcome,
+    EventSink,
+    Failed,
+    FormField,
+    Linked,
+    NeedMore,
+    RegistrationOutcome,
+    Retry,
+)
+from transports.sms import numbers
+from transports.sms.encoding import MessageTooLong, encode_within
+from transports.sms.esme import Esme
+from transports.sms.esme_types import BindFailed, Bound, EsmeConfig, LinkEvent, Unbound
+from transports.sms.pdu import DeliverSm, SubmitSm
+from transports.sms.reassembly import Message, Part, Reassembler, part_from_deliver
+from transports.sms.receipts import (
+    ReceiptState,
+    is_receipt,
+    message_id_candidates,
+    normalise_message_id,
+    parse_receipt,
+)
+from transports.sms.status import Status
+
+log = logging.getLogger(__name__)
+
+CODE_TTL_S = 300.0
+CODE_ATTEMPTS = 5
+CODE_RESEND_S = 60.0
+REASSEMBLY_TIMEOUT_S = 120.0
+MO_DUPLICATE_WINDOW_S = 300.0
+REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
+
+
+def relative_validity(seconds: int) -> str:
+    """SMPP 3.4 §7.1.1 relative time ``YYMMDDhhmmss000R``."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"0000{days:02d}{hours:02d}{minutes:02d}{secs:02d}000R"
+
+
+class SmsTransport:
+    network = "sms"
+    features = frozenset({"urn:xmpp:receipts"})
+    registration_fields = (
+        FormField("phone", "Your mobile number", desc="International (+33…) or national form"),
+        FormField("code", "Code received by SMS", required=False, desc="Leave empty to receive a code"),
+    )
+    registration_instructions = (
+        "Enter your mobile number: a code will be sent to it by SMS. Then submit the form again "
+        "with the number and the code."
+    )
+    gateway_prompt = "Phone number"
+
+    def __init__(self, config: SmsConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = config
+        self.store = store
+        self.clock = clock
+        self.message_ttl_s = float(config.validity_s)
+        self.numbering = numbers.Numbering(config.default_region, config.jid)
+        smsc = config.smsc
+        self.esme = Esme(
+            EsmeConfig(
+                host=smsc.host,
+                port=smsc.port,
+                system_id=smsc.system_id,
+                password=smsc.password.value,
+                system_type=smsc.system_type,
+                window=smsc.window,
+                max_rate=smsc.max_rate,
+                enquire_link_s=smsc.enquire_link_s,
+            ),
+            self._on_deliver,
+            on_link=self._on_link,
+        )
+        self.quota = Quota(
+            config.limits.per_user_per_hour, config.limits.per_user_per_day, config.limits.global_per_day
+        )
+        self.sink: EventSink | None = None
+        self.reassembler = Reassembler(REASSEMBLY_TIMEOUT_S)
+        self.unreachable: dict[tuple[int, str], str] = {}
+        self.link = "connecting"
+        self.counters: dict[str, int] = {
+            "mo_delivered": 0,
+            "mo_unknown_destination": 0,
+            "mo_duplicates": 0,
+            "receipts": 0,
+            "submitted_parts": 0,
+            "maybe_duplicated_parts": 0,
+            "throttled": 0,
+        }
+        self._timer: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        self.sink = sink
+        stored = await self.store.sms.mo_parts()
+        self.reassembler = Reassembler(REASSEMBLY_TIMEOUT_S, [Part(*_part_fields(p)) for p in stored])
+        self.esme.start()
+        self._timer = asyncio.ensure_future(self._expire_loop())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        await self.esme.close()
+
+    def _on_link(self, event: LinkEvent) -> None:
+        match event:
+            case Bound(smsc_system_id=name):
+                self.link = "bound"
+                log.info("bound to the SMSC %s as transceiver", name or "(unnamed)")
+            case Unbound(reason=reason):
+                self.link = "unbound"
+                log.warning("SMSC link down: %s", reason)
+            case BindFailed(reason=reason):
+                self.link = "bind failed"
+                log.error("SMSC bind failed: %s", reason)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "smsc": self.link,
+            "in_flight": self.esme.in_flight,
+            "window": self.cfg.smsc.window,
+            **self.counters,
+        }
+
+    # -- addressing ---------------------------------------------------------------------
+
+    def parse_contact(self, localpart: str) -> str:
+        return self.numbering.parse_contact(localpart)
+
+    def contact_localpart(self, legacy_id: str) -> str:
+        return self.numbering.localpart(legacy_id)
+
+    def translate_prompt(self, text: str) -> str:
+        return self.numbering.translate(text)
+
+    # -- registration: link a number by a one-time code ----------------------------------
+
+    async def register(
+        self, user: BareJid, current: Account | None, form: Mapping[str, str]
+    ) -> RegistrationOutcome:
+        raw = form.get("phone", "").strip()
+        if not raw:
+            raise UserError("bad-form", reason="The field 'Your mobile number' is required.")
+        try:
+            number = str(E164.parse(raw, self.cfg.default_region))
+        except AddressError as exc:
+            raise UserError("bad-form", reason=f"{exc}.") from None
+        owner = await self.store.subscriber_by_account("sms", number)
+        if owner is not None and owner.jid != user:
+            raise UserError("conflict", reason=f"{number} is already linked to another account.")
+        if current is not None and current.legacy_id == number:
+            return Linked(number)
+        code = form.get("code", "").strip()
+        now = self.clock()
+        if not code:
+            return await self._send_code(user, number, now)
+        result = await self.store.sms.check_code(str(user), number, code, now, CODE_ATTEMPTS)
+        match result:
+            case "ok":
+                return Linked(number)
+            case "wrong":
+                pending = await self.store.sms.pending_code(str(user))
+                left = CODE_ATTEMPTS - (pending.attempts if pending else CODE_ATTEMPTS)
+                raise UserError("bad-form", reason=f"Wrong code; {max(left, 0)} attempts left.")
+            case "expired":
+                raise UserError(
+                    "bad-form", reason="The code expired; submit your number alone to get a new one."
+                )
+            case "exhausted":
+                raise UserError(
+                    "bad-form", reason="Too many wrong codes; submit your number alone to get a new one."
+                )
+            case _:
+                raise UserError(
+                    "bad-form", reason=f"No code was sent to {number}; submit your number alone first."
+                )
+
+    async def _send_code(self, user: BareJid, number: str, now: float) -> NeedMore:
+        pending = await self.store.sms.pending_code(str(user))
+        if (
+            pending is not None
+            and pending.msisdn == number
+            and pending.expires - CODE_TTL_S + CODE_RESEND_S > now
+        ):
+            return NeedMore(f"A code was already sent to {number}; submit the form again with it.")
+        code = f"{secrets.randbelow(10**6):06d}"
+        text = f"Your Passerelle code is {code}. It expires in 5 minutes."
+        encoded = encode_within(text, 1)
+        outcome = await self.esme.submit(
+            SubmitSm(
+                source_addr_ton=0 if self.cfg.service_number.isdigit() else numbers.TON_ALPHANUMERIC,
+                source_addr_npi=0 if not self.cfg.service_number.isdigit() else 1,
+                source_addr=self.cfg.service_number,
+                dest_addr_ton=numbers.TON_INTERNATIONAL,
+                dest_addr_npi=numbers.NPI_E164,
+                destination_addr=numbers.msisdn_digits(number),
+                data_coding=encoded.data_coding,
+                short_message=encoded.segments[0],
+                validity_period=relative_validity(int(CODE_TTL_S)),
+            )
+        )
+        if not outcome.ok:
+            log.warning("verification SMS not accepted by the SMSC: %s", outcome.reason)
+            raise UserError(
+                "network-down", reason="The code could not be sent by SMS right now; try again later."
+            )
+        await self.store.sms.put_code(str(user), number, code, now + CODE_TTL_S)
+        log.info("verification code sent for %s", user)
+        return NeedMore(
+            f"A code was sent by SMS to {number}. Submit the form again with your number and the code."
+        )
+
+    async def unregister(self, subscriber: Subscriber, account: Account) -> None:
+        self.unreachable = {k: v for k, v in self.unreachable.items() if k[0] != subscriber.id}
+
+    # -- phone contacts: synthesised presence ---------------------------------------------
+
+    async def start_session(self, subscriber: Subscriber, account: Account, secret: str | None) -> None:
+        assert self.sink is not None
+        contacts = await self.store.contacts(subscriber.id, self.network)
+        listed = tuple(LegacyContact(c.legacy_id, c.name, "both", c.groups, 1) for c in contacts)
+        await self.sink(ContactListReceived(self.network, subscriber.id, listed))
+        for contact in contacts:
+            await self.sink(
+                ContactPresenceChanged(
+                    self.network,
+                    subscriber.id,
+                    contact.legacy_id,
+                    self._presence(subscriber.id, contact.legacy_id),
+                )
+            )
+
+    def _presence(self, subscriber_id: int, legacy_id: str) -> Presence:
+        reason = self.unreachable.get((subscriber_id, legacy_id))
+        return Presence(Show.UNAVAILABLE, reason) if reason else REACHABLE
+
+    async def stop_session(self, subscriber_id: int) -> None:
+        return None
+
+    async def set_presence(self, subscriber_id: int, presence: Presence) -> None:
+        return None  # SMS has no presence of its own
+
+    async def send_chat_state(self, subscriber_id: int, legacy_id: str, state: str) -> None:
+        return None  # SMS has no typing notifications
+
+    async def contact_subscription(
+        self, subscriber: Subscriber, legacy_id: str, kind: PresenceKind
+    ) -> list[SendXmppPresence]:
+        assert subscriber.jid is not None
+        local = self.contact_localpart(legacy_id)
+        jid = subscriber.jid
+        match kind:
+            case "subscribe":
+                await self.store.upsert_contacts(
+                    [Contact(subscriber.id, self.network, legacy_id, legacy_id, (), 1)]
+                )
+                return [
+                    SendXmppPresence(jid, local, "subscribed"),
+                    self._presence_action(jid, local, self._presence(subscriber.id, legacy_id)),
+                ]
+            case "probe" | "subscribed":
+                return [self._presence_action(jid, local, self._presence(subscriber.id, legacy_id))]
+            case "unsubscribe" | "unsubscribed":
+                await self.store.remove_contacts(subscriber.id, self.network, [legacy_id])
+                return [SendXmppPresence(jid, local, "unsubscribed")]
+            case _:
+                return []
+
+    @staticmethod
+    def _presence_action(jid: BareJid, local: str, presence: Presence) -> SendXmppPresence:
+        return SendXmppPresence(jid, local, "available" if presence.online else "unavailable", presence)
+
+    # -- XMPP -> SMS ----------------------------------------------------------------------
+
+    async def deliver(self, item: OutboxItem) -> DeliveryOutcome:
+        if item.subscriber_id is None:
+            return Failed("not-registered")
+        account = await self.store.account(item.subscriber_id, self.network)
+        if account is None:
+            return Failed("not-registered")
+        body = str(item.payload.get("body", ""))
+        try:
+            encoded = encode_within(body, self.cfg.max_parts, transliterate_typography=self.cfg.transliterate)
+        except MessageTooLong:
+            return Failed("too-long", {"limit": self.cfg.max_parts})
+        now = self.clock()
+        if not await self.store.sms.count_send(
+            item.dedup_key, item.subscriber_id, encoded.parts, now, self.quota
+        ):
+            return Failed("quota", {"reason": await self._quota_reason(item.subscriber_id, now)})
+        done = await self.store.sms.sent_seqs(item.dedup_key)
+        ref = item.id % 256
+        meta = {k: item.payload.get(k, "") for k in ("from", "id", "receipt")}
+        for seq, short_message in enumerate(encoded.short_messages(ref), start=1):
+            if seq in done:
+                continue
+            outcome = await self.esme.submit(
+                SubmitSm(
+                    source_addr_ton=numbers.TON_INTERNATIONAL,
+                    source_addr_npi=numbers.NPI_E164,
+                    source_addr=numbers.msisdn_digits(account.legacy_id),
+                    dest_addr_ton=numbers.TON_INTERNATIONAL,
+                    dest_addr_npi=numbers.NPI_E164,
+                    destination_addr=numbers.msisdn_digits(item.destination),
+                    esm_class=0x40 if encoded.parts > 1 else 0,
+                    registered_delivery=1,
+                    data_coding=encoded.data_coding,
+                    short_message=short_message,
+                    validity_period=relative_validity(self.cfg.validity_s),
+                )
+            )
+            if outcome.ok:
+                self.counters["submitted_parts"] += 1
+                sent = SentPart(
+                    item.dedup_key,
+                    seq,
+                    normalise_message_id(outcome.message_id or ""),
+                    "sent",
+                    encoded.parts,
+                    item.subscriber_id,
+                    {**meta, "contact": item.destination},
+                )
+                await self.store.sms.record_sent(sent, now)
+                continue
+            if outcome.maybe_sent:
+                self.counters["maybe_duplicated_parts"] += 1
+            if outcome.retryable:
+                if outcome.status in (Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL):
+                    self.counters["throttled"] += 1
+                return Retry(min(30.0, 0.5 * 2 ** min(item.attempts, 6)), outcome.reason)
+            return Failed(
+                "recipient-unavailable", {"reason": f"The SMS centre refused the message ({outcome.reason})."}
+            )
+        return Delivered()
+
+    async def _quota_reason(self, subscriber_id: int, now: float) -> str:
+        hour, oldest_hour = await self.store.sms.usage(subscriber_id, now - 3600)
+        if hour >= self.quota.per_hour and oldest_hour is not None:
+            resets = _clock(oldest_hour + 3600)
+            return f"SMS limit reached ({self.quota.per_hour} per hour); it resets at {resets} UTC."
+        _, oldest_day = await self.store.sms.usage(subscriber_id, now - 86400)
+        if oldest_day is not None and hour < self.quota.per_hour:
+            resets = _clock(oldest_day + 86400)
+            return f"SMS limit reached ({self.quota.per_day} per day); it resets at {resets} UTC."
+        return "The gateway's daily SMS budget is used up; try again tomorrow."
+
+    # -- SMS -> XMPP ----------------------------------------------------------------------
+
+    async def _on_deliver(self, pdu: DeliverSm) -> int:
+        if is_receipt(pdu.esm_class):
+            await self._receipt(pdu)
+            return Status.ESME_ROK
+        destination = "+" + numbers.msisdn_digits(pdu.destination_addr)
+        owner = await self.store.subscriber_by_account(self.network, destination)
+        if owner is None:
+            self.counters["mo_unknown_destination"] += 1
+            log.warning("MO for %s: no subscriber owns this number; refused", _mask(destination))
+            return Status.ESME_RINVDSTADR
+        now = self.clock()
+        part = part_from_deliver(pdu, now)
+        source = numbers.mo_source(pdu.source_addr, pdu.source_addr_ton)
+        if part.total == 1:
+            message = self.reassembler.add(part)
+        else:
+            await self.store.sms.add_mo_part(StoredPart(*_part_fields(part)))
+            message = self.reassembler.add(part)
+        if message is not None:
+            await self._mo_complete(owner.id, source, message, part, now)
+        return Status.ESME_ROK
+
+    async def _mo_complete(
+        self, subscriber_id: int, source: str, message: Message, part: Part, now: float
+    ) -> None:
+        assert self.sink is not None
+        digest = hashlib.sha256(
+            f"{source}|{message.destination}|{part.reference}|{part.total}|{message.text}".encode()
+        ).hexdigest()[:32]
+        if await self.store.sms.first_time(f"mo:{digest}", now, MO_DUPLICATE_WINDOW_S):
+            nick = "" if source.startswith("+") else source
+            await self.sink(
+                LegacyMessageReceived(
+                    self.network, subscriber_id, source, message.text, f"mo:{digest}:{now:.0f}", nick
+                )
+            )
+            self.counters["mo_delivered"] += 1
+            self.unreachable.pop((subscriber_id, source), None)
+        else:
+            self.counters["mo_duplicates"] += 1
+        if part.total > 1:
+            await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for message in self.reassembler.expire(self.clock()):
+                try:
+                    owner = await self.store.subscriber_by_account(
+                        self.network, "+" + numbers.msisdn_digits(message.destination)
+                    )
+                    if owner is None:
+                        continue
+                    stored = [
+                        p
+                        for p in await self.store.sms.mo_parts()
+                        if p.source == message.source and p.destination == message.destination
+                    ]
+                    ref = stored[0] if stored else None
+                    fake = Part(
+                        message.source,
+                        message.destination,
+                        ref.reference if ref else 0,
+                        ref.total if ref else message.parts,
+                        1,
+                        0,
+                        b"",
+                        self.clock(),
+                    )
+                    await self._mo_complete(
+                        owner.id,
+                        numbers.mo_source(
+                            message.source, 1 if message.source.isdigit() and len(message.source) > 8 else 0
+                        ),
+                        message,
+                        fake,
+                        self.clock(),
+                    )
+                except Exception:
+                    log.exception("delivering an incomplete multi-part SMS failed")
+
+    async def _receipt(self, pdu: DeliverSm) -> None:
+        assert self.sink is not None
+        receipt = parse_receipt(pdu)
+        if receipt is None:
+            log.warning("unreadable delivery receipt ignored")
+            return
+        self.counters["receipts"] += 1
+        part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
+        if part is None or not receipt.state.final:
+            return
+        ok = receipt.state is ReceiptState.DELIVRD
+        states = await self.store.sms.mark_part(part.item_key, part.seq, "ok" if ok else receipt.state.value)
+        failed = [s for s in states if s not in ("ok", "sent")]
+        contact = str(part.meta.get("contact", ""))
+        if part.subscriber_id is None:
+            return
+        if failed and not ok and failed.count(receipt.state.value) == 1 and len(failed) == 1:
+            reason = f"The SMS to {contact} was not delivered ({receipt.state.value})."
+            self.unreachable[(part.subscriber_id, contact)] = f"not reachable by SMS ({receipt.state.value})"
+            await self._report(part, False, reason)
+            await self.sink(
+                ContactPresenceChanged(
+                    self.network, part.subscriber_id, contact, self._presence(part.subscriber_id, contact)
+                )
+            )
+        elif not failed and len(states) == part.total and all(s == "ok" for s in states):
+            was_unreachable = self.unreachable.pop((part.subscriber_id, contact), None)
+            await self._report(part, True, "")
+            await self.store.sms.forget_sent(part.item_key)
+            if was_unreachable:
+                await self.sink(ContactPresenceChanged(self.network, part.subscriber_id, contact, REACHABLE))
+
+    async def _report(self, part: SentPart, ok: bool, reason: str) -> None:
+        assert self.sink is not None and part.subscriber_id is not None
+        await self.sink(
+            DeliveryReported(
+                self.network,
+                part.subscriber_id,
+                str(part.meta.get("contact", "")),
+                str(part.meta.get("id", "")),
+                str(part.meta.get("from", "")),
+                ok,
+                bool(part.meta.get("receipt")),
+                reason,
+            )
+        )
+
+
+def _part_fields(p: StoredPart | Part) -> tuple[str, str, int, int, int, int, bytes, float]:
+    return (p.source, p.destination, p.reference, p.total, p.seq, p.data_coding, p.payload, p.received_at)
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(at))
+
+
+def _mask(number: str) -> str:
+    return number[:-4] + "****" if len(number) > 6 else "****"
+
+
+def build_sms(config: Config, store: Store) -> SmsTransport:
+    assert config.sms is not None
+    return SmsTransport(config.sms, store)
