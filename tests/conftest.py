@@ -48,7 +48,8 @@ def base_config(tmp_path: Path, port: int = 5347, **xmpp: Any) -> Config:
 def prosody(tmp_path: Path) -> Iterator[Prosody]:
     if shutil.which("prosody") is None:
         pytest.fail("prosody is not installed: run `make test`, which installs it")
-    server = Prosody(tmp_path / "prosody", DOMAIN, [ComponentSpec(TEST_JID, SECRET)])
+    components = [ComponentSpec(jid, SECRET) for jid in (TEST_JID, f"sms.{DOMAIN}", f"msn.{DOMAIN}")]
+    server = Prosody(tmp_path / "prosody", DOMAIN, components)
     server.start()
     for user in ("alice", "bob", "admin"):
         server.register(user, "pw")
@@ -75,9 +76,13 @@ async def start_gateway(config: Config, transport: EchoTransport | None = None) 
     if not config.storage.key_file.exists():
         create_key_file(config.storage.key_file)
     gateway = Gateway(config, {"test": transport}, {"test": (TEST_JID, SECRET)})
-    await gateway.start()
     running = RunningGateway(gateway, transport)
-    await running.online()
+    try:
+        await gateway.start()
+        await running.online()
+    except BaseException:
+        await gateway.stop()
+        raise
     return running
 
 

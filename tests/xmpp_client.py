@@ -8,6 +8,8 @@ from typing import Any
 
 from slixmpp import ClientXMPP
 from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 _SSL = ssl.create_default_context()
 
@@ -34,9 +36,10 @@ class ScriptedUser(ClientXMPP):  # type: ignore[misc]
         self.register_plugin("xep_0077")
         self.register_plugin("xep_0004")
         self.add_event_handler("session_start", self._start)
-        self.add_event_handler("message", self._any_message)
-        self.add_event_handler("message_error", self._any_message)
-        self.add_event_handler("receipt_received", self._any_message)
+        # every message, with or without a body (receipts, chat states, errors)
+        self.register_handler(
+            Callback("all-messages", MatchXPath("{jabber:client}message"), self._any_message)
+        )
         self.add_event_handler("presence", self._presence)
         self.add_event_handler("roster_update", self._roster)
         self.auto_authorize = None

@@ -70,13 +70,11 @@ def is_service_sender(text: str) -> bool:
     return bool(stripped) and len(stripped) <= 11 and not stripped.startswith("+")
 
 
-def mo_source(address: str, ton: int) -> str:
+def mo_source(address: str) -> str:
     """The contact id of an MO sender: ``+E164`` for international numbers, else as sent."""
-    digits = address.lstrip("+")
-    if ton == TON_INTERNATIONAL and digits.isdigit():
-        return f"+{digits}"
+    digits = address.strip().lstrip("+")
     if digits.isdigit() and len(digits) > 8:
-        return f"+{digits}"  # some SMSCs send international numbers with TON 0
+        return f"+{digits}"  # whatever the TON says: some SMSCs send international numbers with TON 0
     return address.strip()
 
 

@@ -48,8 +48,9 @@ from transports.sms.encoding import MessageTooLong, encode_within
 from transports.sms.esme import Esme
 from transports.sms.esme_types import BindFailed, Bound, EsmeConfig, LinkEvent, Unbound
 from transports.sms.pdu import DeliverSm, SubmitSm
-from transports.sms.reassembly import Message, Part, Reassembler, part_from_deliver
+from transports.sms.reassembly import Message, Part, Reassembler, assemble, part_from_deliver
 from transports.sms.receipts import (
+    Receipt,
     ReceiptState,
     is_receipt,
     message_id_candidates,
@@ -65,6 +66,7 @@ CODE_ATTEMPTS = 5
 CODE_RESEND_S = 60.0
 REASSEMBLY_TIMEOUT_S = 120.0
 MO_DUPLICATE_WINDOW_S = 300.0
+EARLY_RECEIPTS_KEPT = 10000
 REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
 
 
@@ -127,6 +129,7 @@ class SmsTransport:
             "throttled": 0,
         }
         self._timer: asyncio.Task[None] | None = None
+        self._early: dict[str, Receipt] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -363,6 +366,9 @@ class SmsTransport:
                     {**meta, "contact": item.destination},
                 )
                 await self.store.sms.record_sent(sent, now)
+                early = self._early.pop(sent.smsc_id, None)
+                if early is not None:
+                    await self._apply_receipt(sent, early)
                 continue
             if outcome.maybe_sent:
                 self.counters["maybe_duplicated_parts"] += 1
@@ -400,9 +406,9 @@ class SmsTransport:
             return Status.ESME_RINVDSTADR
         now = self.clock()
         part = part_from_deliver(pdu, now)
-        source = numbers.mo_source(pdu.source_addr, pdu.source_addr_ton)
+        source = numbers.mo_source(pdu.source_addr)
         if part.total == 1:
-            message = self.reassembler.add(part)
+            message = assemble([part])  # not through the reassembler: its duplicate memory is per reference
         else:
             await self.store.sms.add_mo_part(StoredPart(*_part_fields(part)))
             message = self.reassembler.add(part)
@@ -432,42 +438,31 @@ class SmsTransport:
             await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
 
     async def _expire_loop(self) -> None:
+        """Deliver multi-part messages whose missing parts never came, with a note."""
         while True:
             await asyncio.sleep(1.0)
-            for message in self.reassembler.expire(self.clock()):
-                try:
-                    owner = await self.store.subscriber_by_account(
-                        self.network, "+" + numbers.msisdn_digits(message.destination)
-                    )
-                    if owner is None:
-                        continue
-                    stored = [
-                        p
-                        for p in await self.store.sms.mo_parts()
-                        if p.source == message.source and p.destination == message.destination
-                    ]
-                    ref = stored[0] if stored else None
-                    fake = Part(
-                        message.source,
-                        message.destination,
-                        ref.reference if ref else 0,
-                        ref.total if ref else message.parts,
-                        1,
-                        0,
-                        b"",
-                        self.clock(),
-                    )
-                    await self._mo_complete(
-                        owner.id,
-                        numbers.mo_source(
-                            message.source, 1 if message.source.isdigit() and len(message.source) > 8 else 0
-                        ),
-                        message,
-                        fake,
-                        self.clock(),
-                    )
-                except Exception:
-                    log.exception("delivering an incomplete multi-part SMS failed")
+            try:
+                await self._expire(self.clock())
+            except Exception:
+                log.exception("delivering an incomplete multi-part SMS failed")
+
+    async def _expire(self, now: float) -> None:
+        before = {p.key: p for p in self.reassembler.pending_parts()}
+        messages = self.reassembler.expire(now)
+        if not messages:
+            return
+        after = {p.key for p in self.reassembler.pending_parts()}
+        gone = [part for key, part in before.items() if key not in after]
+        for message in messages:
+            part = next(p for p in gone if (p.source, p.destination) == (message.source, message.destination))
+            gone.remove(part)
+            owner = await self.store.subscriber_by_account(
+                self.network, "+" + numbers.msisdn_digits(message.destination)
+            )
+            if owner is None:
+                await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+                continue
+            await self._mo_complete(owner.id, numbers.mo_source(message.source), message, part, now)
 
     async def _receipt(self, pdu: DeliverSm) -> None:
         assert self.sink is not None
@@ -476,9 +471,19 @@ class SmsTransport:
             log.warning("unreadable delivery receipt ignored")
             return
         self.counters["receipts"] += 1
-        part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
-        if part is None or not receipt.state.final:
+        if not receipt.state.final:
             return
+        part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
+        if part is None:
+            # a fast SMSC can send the receipt before submit_sm_resp was recorded
+            self._early[receipt.message_id] = receipt
+            while len(self._early) > EARLY_RECEIPTS_KEPT:
+                self._early.pop(next(iter(self._early)))
+            return
+        await self._apply_receipt(part, receipt)
+
+    async def _apply_receipt(self, part: SentPart, receipt: Receipt) -> None:
+        assert self.sink is not None
         ok = receipt.state is ReceiptState.DELIVRD
         states = await self.store.sms.mark_part(part.item_key, part.seq, "ok" if ok else receipt.state.value)
         failed = [s for s in states if s not in ("ok", "sent")]
