@@ -25,7 +25,7 @@ from gateway import config as config_mod
 from gateway.addressing import E164, AddressError, BareJid, MsnHandle
 from gateway.config import Config, ConfigError
 from gateway.logs import setup_logging
-from gateway.storage import Cipher, KeyError_, StorageError, Store, Subscriber, create_key_file
+from gateway.storage import Cipher, Contact, KeyError_, StorageError, Store, Subscriber, create_key_file
 from gateway.storage.migrations import LATEST
 
 P = ParamSpec("P")
@@ -370,6 +370,37 @@ def user_remove(ctx: click.Context, ref: str, yes: bool) -> None:
             await store.close()
 
     click.echo(f"removed {run_async(go())}")
+
+
+@main.group()
+def contact() -> None:
+    """Manage subscribers' contacts."""
+
+
+@contact.command("add")
+@click.argument("jid")
+@click.argument("number", metavar="+E164")
+@click.option("--name", default="", help="The name shown in the roster.")
+@click.pass_context
+@fails_cleanly
+def contact_add(ctx: click.Context, jid: str, number: str, name: str) -> None:
+    """Add a phone contact to a subscriber's roster (pushed at their next login)."""
+    cfg = load_config(ctx)
+    if cfg.sms is None:
+        raise Failure("sms: the SMS network is not configured")
+    phone = str(E164.parse(number, cfg.sms.default_region))
+
+    async def go() -> None:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, jid)
+            # list_bits 0: not yet in the roster; the next login pushes it (and sets 1)
+            await store.upsert_contacts([Contact(sub.id, "sms", phone, name or phone, (), 0)])
+        finally:
+            await store.close()
+
+    run_async(go())
+    click.echo(f"added {phone} to {jid}")
 
 
 @main.command()

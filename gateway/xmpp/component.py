@@ -336,7 +336,8 @@ class GatewayComponent(ComponentXMPP):
         except UserError as exc:
             log.info("presence from %s not handled: %s", pres["from"].bare, exc.condition)
         except Exception:
-            log.exception("internal error ref=%s handling presence", new_reference())
+            if not self.closing:  # during shutdown the store may already be closed
+                log.exception("internal error ref=%s handling presence", new_reference())
 
     # -- actions -> stanzas ---------------------------------------------------------------
 

@@ -332,3 +332,50 @@ async def test_gateway_restart_with_queued_messages(world: World) -> None:
     await asyncio.sleep(1.0)
     accepted = [decode_text(s.short_message, 0).text for s in world.smsc.submits[first:] if s.status == 0]
     assert sorted(accepted) == [f"q{n}" for n in range(4)]  # none lost, none twice
+
+
+async def test_phone_contact_from_roster_and_cli(world: World, tmp_path: Path) -> None:
+    await link_number(world, world.alice)
+    contact = f"{BOB_NUMBER}@{SMS}"
+    world.alice.send_presence(pto=contact, ptype="subscribe")
+    await world.alice.next_presence(from_=contact, type="subscribed")
+    shown = await world.alice.next_presence(from_bare=contact)
+    assert shown["status"] == "reachable by SMS"
+    # an operator adds a contact with the CLI; it reaches the roster at the next login
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(
+        f'[xmpp]\nuser_domains = ["{DOMAIN}"]\n[storage]\npath = "{world.config.storage.path}"\n'
+        f'key_file = "{world.config.storage.key_file}"\n[sms]\njid = "{SMS}"\nsecret = "{SECRET}"\n'
+        f'service_number = "2020"\n[sms.smsc]\nsystem_id = "gw"\npassword = "smscpw"\n'
+    )
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["-c", str(cfg), "contact", "add", f"alice@{DOMAIN}", "0611223344", "--name", "Carol"],
+    )
+    assert result.exit_code == 0, result.output
+    world.alice.send_presence(ptype="unavailable")
+    await asyncio.sleep(0.3)
+    world.alice.send_presence()
+    pushed: set[str] = set()
+    while "+33611223344@" + SMS not in pushed:
+        push = await asyncio.wait_for(world.alice.roster_pushes.get(), 10)
+        pushed |= {str(j) for j in push["roster"]["items"]}
+    assert world.alice.client_roster["+33611223344@" + SMS]["name"] == "Carol"
+
+
+async def test_multipart_mo_survives_a_gateway_restart(world: World) -> None:
+    from transports.sms.fake_mo import mo_pdus
+
+    await link_number(world, world.alice)
+    text = "this message is long enough to need two parts " * 4
+    first, second = mo_pdus("33698765432", "33612345678", text, coding=0, split="udh", ref=77)
+    assert await world.smsc.deliver(first) == Status.ESME_ROK  # acknowledged: it is stored
+    await world.restart_gateway()
+    assert await world.smsc.deliver(second) == Status.ESME_ROK
+    msg = await world.alice.next_message(from_bare=f"{BOB_NUMBER}@{SMS}")
+    assert msg["body"] == text
