@@ -130,6 +130,7 @@ class SmsTransport:
         }
         self._timer: asyncio.Task[None] | None = None
         self._early: dict[str, Receipt] = {}
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class SmsTransport:
         self._timer = asyncio.ensure_future(self._expire_loop())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,7 +156,7 @@ class SmsTransport:
                 log.info("bound to the SMSC %s as transceiver", name or "(unnamed)")
             case Unbound(reason=reason):
                 self.link = "unbound"
-                log.warning("SMSC link down: %s", reason)
+                log.log(logging.INFO if self._stopping else logging.WARNING, "SMSC link down: %s", reason)
             case BindFailed(reason=reason):
                 self.link = "bind failed"
                 log.error("SMSC bind failed: %s", reason)
