@@ -103,6 +103,17 @@ class MsnConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConvergenceConfig:
+    """One buddy list across networks, and the subscriber reachable by SMS."""
+
+    always_connected: bool = True
+    prefer: Literal["msn", "sms"] = "msn"
+    reply_window_s: int = 86400
+    mobile_status_text: str = "On mobile"
+    max_forwards_per_minute: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str
     format: Literal["human", "json"]
@@ -122,6 +133,7 @@ class Config:
     logging: LoggingConfig
     admin: AdminConfig
     source: Path | None = None
+    convergence: ConvergenceConfig = ConvergenceConfig()
 
     def summary(self) -> str:
         """One line for ``check-config`` (no secrets)."""
@@ -377,11 +389,20 @@ def parse(
         format="json" if log_s.choice("format", "human", ("human", "json")) == "json" else "human",
     )
     log_s.done()
+    conv_s = root.table("convergence") or _Section({}, "convergence")
+    convergence = ConvergenceConfig(
+        always_connected=conv_s.boolean("always_connected", True),
+        prefer="sms" if conv_s.choice("prefer", "msn", ("msn", "sms")) == "sms" else "msn",
+        reply_window_s=conv_s.integer("reply_window_s", 86400, 60, 30 * 86400),
+        mobile_status_text=conv_s.string("mobile_status_text", "On mobile"),
+        max_forwards_per_minute=conv_s.integer("max_forwards_per_minute", 10, 1, 1000),
+    )
+    conv_s.done()
     admin_s = root.table("admin") or _Section({}, "admin")
     admin = AdminConfig(socket=base / admin_s.string("socket", str(storage.path) + ".sock"))
     admin_s.done()
     root.done()
-    return Config(xmpp, storage, sms, msn, logging, admin, source)
+    return Config(xmpp, storage, sms, msn, logging, admin, source, convergence)
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
