@@ -134,7 +134,7 @@ global_per_day = 100000            # protects the operator's bill
 
 [convergence]                      # one buddy list; reachable by SMS when no XMPP client is online
 always_connected = true            # keep MSN logged in for subscribers with a number while they are away
-prefer = "msn"                     # "msn": linked buddies get MSN while online there, else SMS; "sms": always SMS
+prefer = "msn"                     # linked buddies: "msn" while online there, else SMS; "sms": always SMS
 reply_window_s = 86400             # a plain SMS reply goes to whoever wrote last within this window
 mobile_status_text = "On mobile"   # MSN personal message while the subscriber is on their phone only
 max_forwards_per_minute = 10       # per buddy: more looks like an auto-responder loop and is held back
