@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from gateway.bridge import Bridge
 from gateway.config import Config, ConfigError
+from gateway.ops.runtime import Operations
 from gateway.storage import Cipher, Store
 from gateway.transport import Transport
 from gateway.xmpp.component import GatewayComponent
@@ -50,16 +51,21 @@ class Gateway:
         config: Config,
         transports: Mapping[str, Transport] | None = None,
         settings: Mapping[str, tuple[str, str]] | None = None,
+        *,
+        log_level_fixed: bool = False,
     ) -> None:
-        """``transports`` defaults to the networks configured (built once the store is open)."""
+        """``transports`` defaults to the networks configured (built once the store is open).
+        ``log_level_fixed``: ``-v`` set the log level, so a reload does not change it."""
         self.config = config
         self.transports = dict(transports or {})
         self._given = transports is not None
         self.settings = dict(settings or {})
         self.bridge: Bridge | None = None
         self.store: Store | None = None
+        self.ops = Operations(self, log_level_fixed=log_level_fixed)
 
     async def start(self) -> Bridge:
+        await self.ops.open_socket()  # first: refuses to start beside a running gateway
         cipher = Cipher.from_file(self.config.storage.key_file)
         self.store = await Store.open(self.config.storage.path, cipher)
         if not self._given:
@@ -84,6 +90,7 @@ class Gateway:
                 prompt=transport.gateway_prompt,
             )
             bridge.components[network] = component
+        await self.ops.attach(bridge)
         await bridge.start()
         for component in bridge.components.values():
             component.connect()
@@ -92,6 +99,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Unavailable to users, flush, close connections; bounded in time."""
+        await self.ops.begin_stop()
         if self.bridge is not None:
             for component in self.bridge.components.values():
                 component.closing = True
@@ -103,6 +111,7 @@ class Gateway:
                 await component.close()
         if self.store is not None:
             await self.store.close()
+        await self.ops.close_socket()  # last: "nothing answers" means the database is closed
         log.info("gateway stopped")
 
     async def run_until_signal(self) -> None:
@@ -110,6 +119,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.ops.reload_in_background)
         try:
             await self.start()
         except BaseException:

@@ -50,6 +50,8 @@ from gateway.xmpp.component import GatewayComponent
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 RETRY_CAP_S = 60.0
+OUTBOX_SCAN = 2000  # outbox rows looked at per round (the oldest first)
+FLUSH_S = 5.0  # at shutdown, how long sends under way may take to finish
 
 
 @dataclass
@@ -103,11 +105,22 @@ class Bridge:
             if component.online.is_set():
                 for action in xep0100.shutdown(await self._registered_users(name)):
                     component.send_xmpp_presence(action)
+        await self._drain(FLUSH_S)
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         for transport in self.transports.values():
             await transport.stop()
+
+    async def _drain(self, limit: float) -> None:
+        """Let the sends already under way finish (no new ones start once not accepting):
+        their network may already have the message, so cancelling would risk a resend."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while self._in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._in_flight:
+            log.warning("%d sends still under way at shutdown; resumed at next start", len(self._in_flight))
 
     async def _registered_users(self, network: str) -> list[BareJid]:
         users = []
@@ -399,24 +412,30 @@ class Bridge:
     # -- outbox workers --------------------------------------------------------------------
 
     async def _network_worker(self, network: str) -> None:
-        """Deliver XMPP → network messages, one at a time per conversation, in order."""
+        """Deliver XMPP → network messages: conversations in parallel, each one in order.
+
+        A conversation (subscriber, destination) has at most one message in flight, so
+        retries never reorder it; different conversations do not wait for each other.
+        """
         wake = self._wake[network]
+        tasks: set[asyncio.Task[None]] = set()
         while True:
+            wake.clear()  # before reading the queue: a message queued meanwhile wakes us again
             try:
-                delay = await self._network_round(network)
+                delay = await self._network_round(network, tasks)
             except Exception:
                 log.exception("outbox round for %s failed; retrying", network)
                 delay = 1.0
-            await _sleep(wake, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
 
-    async def _network_round(self, network: str) -> float:
-        items = await self.store.outbox_items(network)
+    async def _network_round(self, network: str, tasks: set[asyncio.Task[None]]) -> float:
+        items = await self.store.outbox_items(network, limit=OUTBOX_SCAN)
         now = self.clock()
         heads: dict[tuple[int | None, str], OutboxItem] = {}
         for item in items:
             heads.setdefault((item.subscriber_id, item.destination), item)
         next_due = 5.0
-        sends = []
         for conv, item in heads.items():
             if conv in self._in_flight or item.state != "queued":
                 continue
@@ -424,10 +443,9 @@ class Bridge:
                 next_due = min(next_due, item.next_attempt - now)
                 continue
             self._in_flight.add(conv)
-            sends.append(self._send_one(network, conv, item))
-        if sends:
-            await asyncio.gather(*sends)
-            return 0.0
+            task = asyncio.ensure_future(self._send_one(network, conv, item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         return next_due
 
     async def _send_one(self, network: str, conv: tuple[int | None, str], item: OutboxItem) -> None:
@@ -447,8 +465,13 @@ class Bridge:
                 case Failed(error_key=key, params=params):
                     await self.store.complete(item.id)
                     self._report_failure(network, item, UserError(key, **params))
+        except Exception:
+            log.exception("sending outbox message %d on %s failed; it stays queued", item.id, network)
+            with contextlib.suppress(Exception):
+                await self.store.reschedule(item.id, self.clock() + 5.0)
         finally:
             self._in_flight.discard(conv)
+            self._wake[network].set()
 
     def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> None:
         self.counters.bump(self.counters.failed, network)
@@ -462,6 +485,7 @@ class Bridge:
         queue = f"xmpp:{network}"
         while True:
             delay = 5.0
+            wake.clear()
             try:
                 component = self.components.get(network)
                 items = await self.store.due(queue, self.clock(), limit=500)
@@ -510,8 +534,8 @@ class Bridge:
 
 
 async def _sleep(wake: asyncio.Event, delay: float) -> None:
-    """Wait up to ``delay`` seconds, or less if woken."""
-    wake.clear()
+    """Wait up to ``delay`` seconds, or less if woken (the caller cleared ``wake`` before
+    its round, so nothing queued during the round is missed)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(wake.wait(), delay)
 

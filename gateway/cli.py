@@ -421,7 +421,94 @@ def run(ctx: click.Context) -> None:
     setup_logging(
         "debug" if ctx.obj["verbose"] > 1 else "info" if ctx.obj["verbose"] else cfg.logging.level,
         ctx.obj["log_format"] or cfg.logging.format,
+        secrets=_secret_values(cfg),
     )
     Cipher.from_file(cfg.storage.key_file)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, log_level_fixed=ctx.obj["verbose"] > 0)
     run_async(gateway.run_until_signal())
+
+
+def _secret_values(cfg: Config) -> list[str]:
+    """What the log must never show (masked if some library logs it anyway)."""
+    found = [cfg.sms.secret.value, cfg.sms.smsc.password.value] if cfg.sms else []
+    return found + ([cfg.msn.secret.value] if cfg.msn else [])
+
+
+# -- operations: status, backups (gateway.ops) ---------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The whole state as JSON, for scripts.")
+@click.pass_context
+@fails_cleanly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Live state of the running gateway, read over its admin socket."""
+    from gateway.ops.admin_socket import AdminSocketError, NotRunning, request
+    from gateway.ops.status import render
+
+    cfg = config_mod.load_without_secrets(config_path(ctx))
+    try:
+        snap = request(cfg.admin.socket, "status")["status"]
+    except (NotRunning, AdminSocketError) as exc:
+        raise Failure(str(exc)) from None
+    click.echo(json.dumps(snap, indent=2) if as_json else render(snap))
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.pass_context
+@fails_cleanly
+def db_backup(ctx: click.Context, file: Path, force: bool) -> None:
+    """Copy the database to FILE: consistent, and safe while the gateway runs."""
+    from gateway.ops.backup import BackupError, backup
+
+    cfg = config_mod.load_without_secrets(config_path(ctx))
+    try:
+        info = backup(cfg.storage.path, file, overwrite=force)
+    except BackupError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(
+        f"backed up {cfg.storage.path} to {file} (mode 0600; schema version {info.schema}, "
+        f"{info.subscribers} subscribers)"
+    )
+    click.echo(f"Keep the key file {cfg.storage.key_file} with it: without it, stored passwords are lost.")
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@fails_cleanly
+def db_restore(ctx: click.Context, file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE; the gateway must be stopped.
+
+    The current database is kept beside it as <database>.bak (or .bak.1, …)."""
+    from gateway.ops.admin_socket import AdminSocketError, running_pid
+    from gateway.ops.backup import BackupError, restore
+
+    cfg = config_mod.load_without_secrets(config_path(ctx))
+    try:
+        pid = running_pid(cfg.admin.socket)
+    except AdminSocketError as exc:
+        raise Failure(f"cannot tell whether a gateway is running, so not restoring: {exc}") from None
+    if pid is not None:
+        raise Failure(
+            f"a gateway is running (pid {pid}) on this database; stop it first (systemctl stop passerelle)"
+        )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Failure("refusing to restore without --yes when there is no terminal to confirm on")
+        click.confirm(f"Replace {cfg.storage.path} with {file}?", abort=True)
+    try:
+        done = run_async(restore(cfg.storage.path, file, cfg.storage.key_file))
+    except BackupError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(
+        f"restored {file} to {cfg.storage.path} (schema version {done.info.schema}, "
+        f"{done.info.subscribers} subscribers)"
+    )
+    if done.migrated_to > done.info.schema:
+        click.echo(f"migrated forward to schema version {done.migrated_to}")
+    if done.kept is not None:
+        click.echo(f"the previous database is kept as {done.kept}")

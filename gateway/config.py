@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -125,6 +125,13 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The optional Prometheus endpoint: ``listen`` is (host, port), or None when off."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     xmpp: XmppConfig
     storage: StorageConfig
@@ -134,6 +141,7 @@ class Config:
     admin: AdminConfig
     source: Path | None = None
     convergence: ConvergenceConfig = ConvergenceConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def summary(self) -> str:
         """One line for ``check-config`` (no secrets)."""
@@ -401,8 +409,47 @@ def parse(
     admin_s = root.table("admin") or _Section({}, "admin")
     admin = AdminConfig(socket=base / admin_s.string("socket", str(storage.path) + ".sock"))
     admin_s.done()
+    metrics_s = root.table("metrics") or _Section({}, "metrics")
+    metrics = MetricsConfig(_listen(metrics_s, "listen"))
+    metrics_s.done()
     root.done()
-    return Config(xmpp, storage, sms, msn, logging, admin, source, convergence)
+    return Config(xmpp, storage, sms, msn, logging, admin, source, convergence, metrics)
+
+
+def _listen(s: _Section, name: str) -> tuple[str, int] | None:
+    """``"127.0.0.1:9464"``, ``"[::1]:9464"`` or ``""`` (off) to (host, port) or None."""
+    raw = s.string(name, "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or " " in host:
+        raise ConfigError(
+            f'{s.key(name)}: expected "host:port" such as "127.0.0.1:9464" or "[::1]:9464", got {_show(raw)}'
+        )
+    return host, int(port)
+
+
+class _AnySecret(Mapping[str, str]):
+    """An environment in which every secret is set: for commands that never use one."""
+
+    def __getitem__(self, key: str) -> str:
+        return os.environ.get(key) or "unused"
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def load_without_secrets(path: Path) -> Config:
+    """Read the file for operations that use only paths (``status``, backups): a secret
+    kept in the service's environment need not be set in the operator's shell."""
+    return load(path, _AnySecret())
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:

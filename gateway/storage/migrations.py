@@ -72,8 +72,13 @@ MIGRATIONS: tuple[str, ...] = (
         parts INTEGER NOT NULL,
         at REAL NOT NULL
     );
-    CREATE INDEX sms_sent_user ON sms_sent (subscriber_id, at);
     CREATE INDEX sms_sent_at ON sms_sent (at);
+    CREATE TABLE sms_usage (
+        bucket TEXT NOT NULL,            -- 'h<epoch hour>' or 'd<epoch day>'
+        subscriber_id INTEGER NOT NULL,  -- 0: the whole gateway
+        parts INTEGER NOT NULL,
+        PRIMARY KEY (bucket, subscriber_id)
+    );
     CREATE TABLE sms_mo_parts (
         source TEXT NOT NULL,
         destination TEXT NOT NULL,

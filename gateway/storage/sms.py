@@ -16,6 +16,8 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.storage.writer import GroupWriter
+
 
 @dataclass(frozen=True, slots=True)
 class Quota:
@@ -63,14 +65,15 @@ def _hash(code: str, salt: bytes) -> bytes:
 class SmsTables:
     """Methods over the SMS tables; obtained from :attr:`Store.sms`."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, writer: GroupWriter) -> None:
         self._db = db
+        self._w = writer
 
     # -- verification codes -------------------------------------------------------------
 
     async def put_code(self, jid: str, msisdn: str, code: str, expires: float) -> None:
         salt = secrets.token_bytes(16)
-        await self._db.execute(
+        await self._w.write(
             "INSERT INTO sms_codes (jid, msisdn, code_hash, salt, expires, attempts) "
             "VALUES (?, ?, ?, ?, ?, 0) "
             "ON CONFLICT (jid) DO UPDATE SET msisdn = excluded.msisdn, code_hash = excluded.code_hash, "
@@ -87,7 +90,7 @@ class SmsTables:
 
     async def check_code(self, jid: str, msisdn: str, code: str, now: float, max_attempts: int) -> str:
         """``ok``, ``wrong``, ``expired``, ``exhausted`` or ``none``. Counts the attempt first."""
-        await self._db.execute("UPDATE sms_codes SET attempts = attempts + 1 WHERE jid = ?", (jid,))
+        await self._w.write("UPDATE sms_codes SET attempts = attempts + 1 WHERE jid = ?", (jid,))
         async with self._db.execute(
             "SELECT msisdn, code_hash, salt, expires, attempts FROM sms_codes WHERE jid = ?", (jid,)
         ) as cur:
@@ -100,7 +103,7 @@ class SmsTables:
             return "exhausted"
         if not hmac.compare_digest(_hash(code.strip(), row[2]), row[1]):
             return "wrong"
-        await self._db.execute("DELETE FROM sms_codes WHERE jid = ?", (jid,))
+        await self._w.write("DELETE FROM sms_codes WHERE jid = ?", (jid,))
         return "ok"
 
     # -- quotas -----------------------------------------------------------------------
@@ -110,55 +113,73 @@ class SmsTables:
     ) -> bool:
         """Record ``parts`` SMS for ``item_key`` unless a limit would be passed.
 
-        One INSERT … SELECT … WHERE: atomic, so concurrent sends cannot exceed a quota.
-        Counting the same item twice (a retry) is a no-op returning True.
+        Limits count per clock hour and per UTC day, in counters (O(1) whatever the
+        volume). The check and the increments run in one transaction in which nothing
+        else interleaves, so concurrent sends cannot exceed a quota. Counting the same
+        item twice (a retry) is a no-op returning True.
         """
         async with self._db.execute("SELECT 1 FROM sms_sent WHERE item_key = ?", (item_key,)) as cur:
             if await cur.fetchone():
                 return True
-        cur = await self._db.execute(
-            "INSERT INTO sms_sent (item_key, subscriber_id, parts, at) SELECT ?, ?, ?, ? WHERE "
-            "(SELECT COALESCE(SUM(parts), 0) FROM sms_sent WHERE subscriber_id = ? AND at > ?) + ? <= ? AND "
-            "(SELECT COALESCE(SUM(parts), 0) FROM sms_sent WHERE subscriber_id = ? AND at > ?) + ? <= ? AND "
-            "(SELECT COALESCE(SUM(parts), 0) FROM sms_sent WHERE at > ?) + ? <= ?",
-            (
-                item_key,
-                subscriber_id,
-                parts,
-                now,
-                subscriber_id,
-                now - 3600,
-                parts,
-                limits.per_hour,
-                subscriber_id,
-                now - 86400,
-                parts,
-                limits.per_day,
-                now - 86400,
-                parts,
-                limits.global_per_day,
-            ),
+        hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
+        used = "(SELECT COALESCE((SELECT parts FROM sms_usage WHERE bucket = ? AND subscriber_id = ?), 0))"
+        bump = (
+            "INSERT INTO sms_usage (bucket, subscriber_id, parts) SELECT ?, ?, ? "
+            "WHERE (SELECT at FROM sms_sent WHERE item_key = ?) = ? "
+            "ON CONFLICT (bucket, subscriber_id) DO UPDATE SET parts = parts + excluded.parts"
         )
-        return cur.rowcount == 1
-
-    async def usage(self, subscriber_id: int, since: float) -> tuple[int, float | None]:
-        """(parts sent since ``since``, time of the oldest of them)."""
-        async with self._db.execute(
-            "SELECT COALESCE(SUM(parts), 0), MIN(at) FROM sms_sent WHERE subscriber_id = ? AND at > ?",
-            (subscriber_id, since),
-        ) as cur:
+        result = await self._w.write_group(
+            [
+                (
+                    f"INSERT INTO sms_sent (item_key, subscriber_id, parts, at) SELECT ?, ?, ?, ? "
+                    f"WHERE {used} + ? <= ? AND {used} + ? <= ? AND {used} + ? <= ?",
+                    (
+                        item_key,
+                        subscriber_id,
+                        parts,
+                        now,
+                        hour,
+                        subscriber_id,
+                        parts,
+                        limits.per_hour,
+                        day,
+                        subscriber_id,
+                        parts,
+                        limits.per_day,
+                        day,
+                        0,
+                        parts,
+                        limits.global_per_day,
+                    ),
+                ),
+                (bump, (hour, subscriber_id, parts, item_key, now)),
+                (bump, (day, subscriber_id, parts, item_key, now)),
+                (bump, (day, 0, parts, item_key, now)),
+            ]
+        )
+        async with self._db.execute("SELECT at FROM sms_sent WHERE item_key = ?", (item_key,)) as cur:
             row = await cur.fetchone()
-        assert row is not None
-        return int(row[0]), row[1]
+        return result.rowcount > 0 and row is not None and row[0] == now
+
+    async def usage(self, subscriber_id: int, now: float) -> tuple[int, int]:
+        """Parts sent in the current clock hour and UTC day."""
+        hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
+        async with self._db.execute(
+            "SELECT bucket, parts FROM sms_usage WHERE subscriber_id = ? AND bucket IN (?, ?)",
+            (subscriber_id, hour, day),
+        ) as cur:
+            found = {row[0]: int(row[1]) for row in await cur.fetchall()}
+        return found.get(hour, 0), found.get(day, 0)
 
     async def prune(self, before: float) -> None:
-        await self._db.execute("DELETE FROM sms_sent WHERE at < ?", (before,))
-        await self._db.execute("DELETE FROM seen WHERE at < ?", (before,))
+        await self._w.write("DELETE FROM sms_sent WHERE at < ?", (before,))
+        await self._w.write("DELETE FROM sms_usage WHERE bucket < ?", (f"d{int(before // 86400)}",))
+        await self._w.write("DELETE FROM seen WHERE at < ?", (before,))
 
     # -- MO parts ---------------------------------------------------------------------
 
     async def add_mo_part(self, part: StoredPart) -> None:
-        await self._db.execute(
+        await self._w.write(
             "INSERT OR IGNORE INTO sms_mo_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 part.source,
@@ -177,7 +198,7 @@ class SmsTables:
             return [StoredPart(*row) for row in await cur.fetchall()]
 
     async def drop_mo_parts(self, source: str, destination: str, reference: int, total: int) -> None:
-        await self._db.execute(
+        await self._w.write(
             "DELETE FROM sms_mo_parts WHERE source = ? AND destination = ? AND reference = ? AND total = ?",
             (source, destination, reference, total),
         )
@@ -185,7 +206,7 @@ class SmsTables:
     # -- sent parts and receipts -----------------------------------------------------------
 
     async def record_sent(self, part: SentPart, now: float) -> None:
-        await self._db.execute(
+        await self._w.write(
             "INSERT OR REPLACE INTO sms_parts_sent VALUES (?, ?, ?, 'sent', ?, ?, ?, ?)",
             (
                 part.item_key,
@@ -212,7 +233,7 @@ class SmsTables:
 
     async def mark_part(self, item_key: str, seq: int, state: str) -> list[str]:
         """Set one part's final state; return the states of all parts of that message."""
-        await self._db.execute(
+        await self._w.write(
             "UPDATE sms_parts_sent SET state = ? WHERE item_key = ? AND seq = ?", (state, item_key, seq)
         )
         async with self._db.execute(
@@ -221,16 +242,16 @@ class SmsTables:
             return [row[0] for row in await cur.fetchall()]
 
     async def forget_sent(self, item_key: str) -> None:
-        await self._db.execute("DELETE FROM sms_parts_sent WHERE item_key = ?", (item_key,))
+        await self._w.write("DELETE FROM sms_parts_sent WHERE item_key = ?", (item_key,))
 
     # -- inbound de-duplication -------------------------------------------------------------
 
     async def first_time(self, key: str, now: float, window: float) -> bool:
         """True unless ``key`` was seen less than ``window`` seconds ago (then a redelivery)."""
-        cur = await self._db.execute("INSERT OR IGNORE INTO seen (dedup_key, at) VALUES (?, ?)", (key, now))
+        cur = await self._w.write("INSERT OR IGNORE INTO seen (dedup_key, at) VALUES (?, ?)", (key, now))
         if cur.rowcount == 1:
             return True
-        cur = await self._db.execute(
+        cur = await self._w.write(
             "UPDATE seen SET at = ? WHERE dedup_key = ? AND at < ?", (now, key, now - window)
         )
         return cur.rowcount == 1

@@ -22,6 +22,7 @@ from gateway.addressing import BareJid
 from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
 from gateway.storage.sms import SmsTables
+from gateway.storage.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, cipher: Cipher | None) -> None:
         self._db = db
         self._cipher = cipher
-        self.sms = SmsTables(db)
+        self._w = GroupWriter(db)
+        self.sms = SmsTables(db, self._w)
 
     @classmethod
     async def open(cls, path: Path, cipher: Cipher | None, *, upgrade: bool = True) -> Store:
@@ -175,14 +177,20 @@ class Store:
             raise
 
     async def close(self) -> None:
+        await self._w.drain()
         await self._db.close()
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, writes in them): the group-commit factor."""
+        return self._w.commits, self._w.writes
 
     async def _check_key(self) -> None:
         assert self._cipher is not None
         async with self._db.execute("SELECT value FROM meta WHERE key = 'key_check'") as cur:
             row = await cur.fetchone()
         if row is None:
-            await self._db.execute(
+            await self._w.write(
                 "INSERT INTO meta (key, value) VALUES ('key_check', ?)", (self._cipher.encrypt("passerelle"),)
             )
         else:
@@ -192,7 +200,7 @@ class Store:
 
     async def add_subscriber(self, jid: BareJid | None, now: float) -> Subscriber:
         try:
-            cur = await self._db.execute(
+            cur = await self._w.write(
                 "INSERT INTO subscribers (jid, created) VALUES (?, ?)", (str(jid) if jid else None, now)
             )
         except sqlite3.IntegrityError:
@@ -224,13 +232,13 @@ class Store:
             return [_subscriber(row) for row in await cur.fetchall()]
 
     async def update_settings(self, subscriber_id: int, settings: dict[str, Any]) -> None:
-        await self._db.execute(
+        await self._w.write(
             "UPDATE subscribers SET settings = ? WHERE id = ?", (json.dumps(settings), subscriber_id)
         )
 
     async def remove_subscriber(self, subscriber_id: int) -> None:
         """Delete the subscriber and, by cascade, everything stored about them."""
-        await self._db.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+        await self._w.write("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -249,7 +257,7 @@ class Store:
             if self._cipher is None:
                 raise StorageError("a key file is needed to store passwords")
             blob = self._cipher.encrypt(secret)
-        await self._db.execute(
+        await self._w.write(
             "INSERT INTO accounts (subscriber_id, network, legacy_id, secret, created) "
             "VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (subscriber_id, network) DO UPDATE SET legacy_id = excluded.legacy_id, "
@@ -286,20 +294,18 @@ class Store:
             return [_account(r) for r in await cur.fetchall()]
 
     async def remove_account(self, subscriber_id: int, network: str) -> None:
-        await self._db.execute("BEGIN IMMEDIATE")
-        await self._db.execute(
-            "DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
+        await self._w.write_group(
+            [
+                ("DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)),
+                ("DELETE FROM contacts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)),
+            ]
         )
-        await self._db.execute(
-            "DELETE FROM contacts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
-        )
-        await self._db.execute("COMMIT")
 
     # -- contacts ---------------------------------------------------------------------
 
     async def upsert_contacts(self, contacts: Sequence[Contact]) -> None:
         """Write many contacts in one transaction (roster sync writes in batches)."""
-        await self._db.executemany(
+        await self._w.write_many(
             "INSERT INTO contacts (subscriber_id, network, legacy_id, name, groups, list_bits) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
             "name = excluded.name, groups = excluded.groups, list_bits = excluded.list_bits",
@@ -318,7 +324,7 @@ class Store:
         return [_contact(r) for r in rows]
 
     async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None:
-        await self._db.executemany(
+        await self._w.write_many(
             "DELETE FROM contacts WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
             [(subscriber_id, network, lid) for lid in legacy_ids],
         )
@@ -337,7 +343,7 @@ class Store:
         expires: float,
     ) -> int | None:
         """Persist a message; return its id, or None when ``dedup_key`` was seen already."""
-        cur = await self._db.execute(
+        cur = await self._w.write(
             "INSERT INTO outbox (network, subscriber_id, dedup_key, destination, payload, next_attempt, "
             "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
             (network, subscriber_id, dedup_key, destination, json.dumps(payload), now, now, expires),
@@ -352,28 +358,29 @@ class Store:
         ) as cur:
             return [_outbox(r) for r in await cur.fetchall()]
 
-    async def outbox_items(self, network: str | None = None) -> list[OutboxItem]:
+    async def outbox_items(self, network: str | None = None, limit: int = -1) -> list[OutboxItem]:
         async with self._db.execute(
-            "SELECT * FROM outbox WHERE ? IS NULL OR network = ? ORDER BY id", (network, network)
+            "SELECT * FROM outbox WHERE ? IS NULL OR network = ? ORDER BY id LIMIT ?",
+            (network, network, limit),
         ) as cur:
             return [_outbox(r) for r in await cur.fetchall()]
 
     async def mark_sending(self, item_id: int) -> None:
-        await self._db.execute(
+        await self._w.write(
             "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (item_id,)
         )
 
     async def reschedule(self, item_id: int, next_attempt: float) -> None:
-        await self._db.execute(
+        await self._w.write(
             "UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id = ?", (next_attempt, item_id)
         )
 
     async def complete(self, item_id: int) -> None:
-        await self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+        await self._w.write("DELETE FROM outbox WHERE id = ?", (item_id,))
 
     async def requeue_interrupted(self) -> int:
         """After a restart: put messages caught mid-send back in the queue; count them."""
-        cur = await self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+        cur = await self._w.write("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
         return cur.rowcount
 
     async def outbox_stats(self) -> tuple[int, float | None]:

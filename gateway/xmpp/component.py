@@ -131,6 +131,11 @@ class GatewayComponent(ComponentXMPP):
 
         self.register_handler(CoroutineCallback(f"passerelle-{xpath}", MatchXPath(path), guarded))
 
+    def add_iq_route(self, xpath: str, func: Callable[[Iq], Awaitable[ET.Element | None]]) -> None:
+        """Answer IQs matching ``xpath`` with ``func`` under the same guard (XEP-0050 admin
+        commands, ``gateway.ops.adhoc``): every IQ gets a result or an error."""
+        self._route(xpath, func, iq=True)
+
     async def _answer_iq(self, iq: Iq, func: Callable[[Iq], Awaitable[ET.Element | None]]) -> None:
         """Run ``func`` and always answer: result, user error, or internal error with a ref."""
         try:

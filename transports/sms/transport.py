@@ -334,7 +334,9 @@ class SmsTransport:
         if not await self.store.sms.count_send(
             item.dedup_key, item.subscriber_id, encoded.parts, now, self.quota
         ):
-            return Failed("quota", {"reason": await self._quota_reason(item.subscriber_id, now)})
+            return Failed(
+                "quota", {"reason": await self._quota_reason(item.subscriber_id, encoded.parts, now)}
+            )
         done = await self.store.sms.sent_seqs(item.dedup_key)
         ref = item.id % 256
         meta = {k: item.payload.get(k, "") for k in ("from", "id", "receipt")}
@@ -383,16 +385,15 @@ class SmsTransport:
             )
         return Delivered()
 
-    async def _quota_reason(self, subscriber_id: int, now: float) -> str:
-        hour, oldest_hour = await self.store.sms.usage(subscriber_id, now - 3600)
-        if hour >= self.quota.per_hour and oldest_hour is not None:
-            resets = _clock(oldest_hour + 3600)
+    async def _quota_reason(self, subscriber_id: int, parts: int, now: float) -> str:
+        hour, day = await self.store.sms.usage(subscriber_id, now)
+        if hour + parts > self.quota.per_hour:
+            resets = _clock((now // 3600 + 1) * 3600)
             return f"SMS limit reached ({self.quota.per_hour} per hour); it resets at {resets} UTC."
-        _, oldest_day = await self.store.sms.usage(subscriber_id, now - 86400)
-        if oldest_day is not None and hour < self.quota.per_hour:
-            resets = _clock(oldest_day + 86400)
+        if day + parts > self.quota.per_day:
+            resets = _clock((now // 86400 + 1) * 86400)
             return f"SMS limit reached ({self.quota.per_day} per day); it resets at {resets} UTC."
-        return "The gateway's daily SMS budget is used up; try again tomorrow."
+        return "The gateway's daily SMS budget is used up; try again after midnight UTC."
 
     # -- SMS -> XMPP ----------------------------------------------------------------------
 
@@ -481,7 +482,10 @@ class SmsTransport:
             self._early[receipt.message_id] = receipt
             while len(self._early) > EARLY_RECEIPTS_KEPT:
                 self._early.pop(next(iter(self._early)))
-            return
+            # the part may have been recorded while we looked: whoever pops the receipt applies it
+            part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
+            if part is None or self._early.pop(receipt.message_id, None) is None:
+                return
         await self._apply_receipt(part, receipt)
 
     async def _apply_receipt(self, part: SentPart, receipt: Receipt) -> None:
