@@ -50,8 +50,9 @@ from gateway.xmpp.component import GatewayComponent
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 RETRY_CAP_S = 60.0
-OUTBOX_SCAN = 2000  # outbox rows looked at per round (the oldest first)
-FLUSH_S = 5.0  # at shutdown, how long sends under way may take to finish
+OUTBOX_SCAN = 2000  # conversations looked at per round (the oldest first)
+ROUND_GATHER_S = 0.002
+FLUSH_S = 3.0  # at shutdown, how long sends under way may take to finish
 
 
 @dataclass
@@ -430,11 +431,10 @@ class Bridge:
                 await asyncio.wait_for(wake.wait(), delay)
 
     async def _network_round(self, network: str, tasks: set[asyncio.Task[None]]) -> float:
-        items = await self.store.outbox_items(network, limit=OUTBOX_SCAN)
+        await asyncio.sleep(ROUND_GATHER_S)  # let completions and arrivals gather into one round
+        items = await self.store.conversation_heads(network, OUTBOX_SCAN)
         now = self.clock()
-        heads: dict[tuple[int | None, str], OutboxItem] = {}
-        for item in items:
-            heads.setdefault((item.subscriber_id, item.destination), item)
+        heads = {(item.subscriber_id, item.destination): item for item in items}
         next_due = 5.0
         for conv, item in heads.items():
             if conv in self._in_flight or item.state != "queued":

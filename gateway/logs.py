@@ -58,14 +58,14 @@ class JsonFormatter(_Masking):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": message,
+            "msg": self.mask(message),
         }
         ref = _reference(record, message)
         if ref:
             entry["ref"] = ref
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return self.mask(json.dumps(entry, ensure_ascii=False))
+            entry["exc"] = self.mask(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)  # masked before quoting: escapes cannot hide one
 
 
 class HumanFormatter(_Masking):

@@ -148,7 +148,7 @@ class AdminServer:
                     ref = new_reference()
                     log.exception("internal error ref=%s answering admin command %r", ref, command)
                     answer = {"ok": False, "error": f"internal error; see the log, ref={ref}"}
-            writer.write(json.dumps(answer).encode() + b"\n")
+            writer.write(json.dumps(answer, default=str).encode() + b"\n")  # odd types from a transport
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass

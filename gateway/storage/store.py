@@ -350,6 +350,15 @@ class Store:
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 
+    async def conversation_heads(self, network: str, limit: int) -> list[OutboxItem]:
+        """The oldest message of each conversation (subscriber, destination), oldest first."""
+        async with self._db.execute(
+            "SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE network = ? "
+            "GROUP BY subscriber_id, destination) ORDER BY id LIMIT ?",
+            (network, limit),
+        ) as cur:
+            return [_outbox(r) for r in await cur.fetchall()]
+
     async def due(self, network: str, now: float, limit: int = 100) -> list[OutboxItem]:
         async with self._db.execute(
             "SELECT * FROM outbox WHERE network = ? AND state = 'queued' AND next_attempt <= ? "

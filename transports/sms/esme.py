@@ -61,6 +61,7 @@ from transports.sms.status import BIND_HINTS, Status, is_retryable, status_name
 __all__ = ["BindFailed", "Bound", "Esme", "EsmeConfig", "LinkEvent", "SubmitOutcome", "Unbound"]
 
 log = logging.getLogger(__name__)
+DELIVER_CONCURRENCY = 32
 
 
 class _LinkLost(Exception):
@@ -340,19 +341,41 @@ class Esme:
                 await session.send(GenericNack(sequence=item.sequence, status=Status.ESME_RINVCMDID))
 
     async def _deliver_worker(self, session: _Session) -> None:
+        """Hand deliver_sm to the application: in arrival order per source address, with
+        up to ``DELIVER_CONCURRENCY`` sources at once (a slow commit for one sender does
+        not hold the others back)."""
+        lanes: dict[str, asyncio.Queue[DeliverSm]] = {}
+        slots = asyncio.Semaphore(DELIVER_CONCURRENCY)
+
+        async def lane(source: str, queue: asyncio.Queue[DeliverSm]) -> None:
+            async with slots:
+                while not queue.empty():
+                    await self._answer_deliver(session, queue.get_nowait())
+            del lanes[source]
+
         while (pdu := await session.delivers.get()) is not None:
             if session.ended.is_set():
                 return  # unacknowledged: the SMSC will deliver it again
-            try:
-                status = await self._on_deliver(pdu)
-            except Exception:
-                log.exception("on_deliver failed; answering ESME_RSYSERR")
-                status = Status.ESME_RSYSERR
-            try:
-                await session.send(DeliverSmResp(sequence=pdu.sequence, status=status))
-            except _LinkLost:
-                log.warning("deliver_sm_resp not sent, link lost; the SMSC should redeliver")
-                return
+            queue = lanes.get(pdu.source_addr)
+            if queue is None:
+                queue = lanes[pdu.source_addr] = asyncio.Queue()
+                queue.put_nowait(pdu)
+                self._spawn(lane(pdu.source_addr, queue))
+            else:
+                queue.put_nowait(pdu)
+
+    async def _answer_deliver(self, session: _Session, pdu: DeliverSm) -> None:
+        if session.ended.is_set():
+            return  # unacknowledged: the SMSC will deliver it again
+        try:
+            status = await self._on_deliver(pdu)
+        except Exception:
+            log.exception("on_deliver failed; answering ESME_RSYSERR")
+            status = Status.ESME_RSYSERR
+        try:
+            await session.send(DeliverSmResp(sequence=pdu.sequence, status=status))
+        except _LinkLost:
+            log.warning("deliver_sm_resp not sent, link lost; the SMSC should redeliver")
 
     # ----------------------------------------------------------- helpers
 
