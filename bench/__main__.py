@@ -37,6 +37,7 @@ from .ceiling import (
     start_process,
 )
 from .rawclient import RawClient
+from .scenarios_sms import scenario_sms_xmpp, scenario_xmpp_sms
 from .stats import Row, environment, print_table, sanitize, write_json
 
 DOMAIN = "example.test"
@@ -215,6 +216,8 @@ SCENARIOS: dict[str, Scenario] = {
     "ceiling": scenario_ceiling,
     # gateway scenarios (added by the lead): "xmpp-sms", "sms-xmpp", "xmpp-msn",
     # "roster-sync", "startup", "memory"
+    "xmpp-sms": scenario_xmpp_sms,
+    "sms-xmpp": scenario_sms_xmpp,
 }
 
 

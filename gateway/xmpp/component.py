@@ -273,6 +273,9 @@ class GatewayComponent(ComponentXMPP):
     async def _on_message(self, stanza: StanzaBase) -> None:
         msg = cast(Message, stanza)
         if self.closing:
+            if msg["type"] != "error" and msg.xml.find(f"{{{NS_CLIENT}}}body") is not None:
+                down = UserError("network-down", reason="The gateway is restarting; send again in a moment.")
+                self._error_reply(msg, down)
             return
         mtype = msg["type"]
         if mtype == "error":
