@@ -205,7 +205,8 @@ class Bridge:
         sub = await self.store.subscriber_by_jid(event.sender.bare)
         account = await self.store.account(sub.id, network) if sub else None
         if event.kind in ("available", "unavailable"):
-            await self._track(network, event, sub)
+            if event.contact is None:  # presence directed to a contact JID is not the user's own state
+                await self._track(network, event, sub)
             return
         if event.contact is None:
             for action in xep0100.to_component(event, registered=account is not None):
@@ -427,8 +428,7 @@ class Bridge:
             except Exception:
                 log.exception("outbox round for %s failed; retrying", network)
                 delay = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+            await _sleep(wake, delay)
 
     async def _network_round(self, network: str, tasks: set[asyncio.Task[None]]) -> float:
         await asyncio.sleep(ROUND_GATHER_S)  # let completions and arrivals gather into one round
@@ -537,7 +537,8 @@ async def _sleep(wake: asyncio.Event, delay: float) -> None:
     """Wait up to ``delay`` seconds, or less if woken (the caller cleared ``wake`` before
     its round, so nothing queued during the round is missed)."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), delay)
+        async with asyncio.timeout(delay):  # wait_for (3.11) can swallow a cancellation
+            await wake.wait()
 
 
 def _subscription(list_bits: int, _groups: tuple[str, ...]) -> str:

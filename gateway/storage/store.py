@@ -11,10 +11,11 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -25,6 +26,8 @@ from gateway.storage.sms import SmsTables
 from gateway.storage.writer import GroupWriter
 
 log = logging.getLogger(__name__)
+CACHE_TTL_S = 10.0  # changes made by another process (the CLI) are seen within this time
+CACHE_SIZE = 50000
 
 
 class StorageError(Exception):
@@ -140,6 +143,7 @@ class Store:
         self._db = db
         self._cipher = cipher
         self._w = GroupWriter(db)
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self.sms = SmsTables(db, self._w)
 
     @classmethod
@@ -196,9 +200,54 @@ class Store:
         else:
             self._cipher.decrypt(row[0])  # raises KeyError_ with a clear message
 
+    # -- cached identity look-ups (every message needs them) ---------------------------
+
+    def _cached(self, key: tuple[Any, ...]) -> tuple[bool, Any]:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + CACHE_TTL_S, value)
+        return value
+
+    def forget_cached(self) -> None:
+        """Drop cached look-ups (after any change to subscribers or accounts)."""
+        self._cache.clear()
+
+    async def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        hit, value = self._cached(("id", subscriber_id))
+        if not hit:
+            value = self._remember(("id", subscriber_id), await self._read_subscriber(subscriber_id))
+        return cast(Subscriber | None, value)
+
+    async def subscriber_by_jid(self, jid: BareJid) -> Subscriber | None:
+        hit, value = self._cached(("jid", jid))
+        if not hit:
+            value = self._remember(("jid", jid), await self._read_subscriber_by_jid(jid))
+        return cast(Subscriber | None, value)
+
+    async def subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
+        key = ("owner", network, legacy_id)
+        hit, value = self._cached(key)
+        if not hit:
+            value = self._remember(key, await self._read_subscriber_by_account(network, legacy_id))
+        return cast(Subscriber | None, value)
+
+    async def account(self, subscriber_id: int, network: str) -> Account | None:
+        key = ("account", subscriber_id, network)
+        hit, value = self._cached(key)
+        if not hit:
+            value = self._remember(key, await self._read_account(subscriber_id, network))
+        return cast(Account | None, value)
+
     # -- subscribers ------------------------------------------------------------------
 
     async def add_subscriber(self, jid: BareJid | None, now: float) -> Subscriber:
+        self.forget_cached()
         try:
             cur = await self._w.write(
                 "INSERT INTO subscribers (jid, created) VALUES (?, ?)", (str(jid) if jid else None, now)
@@ -208,17 +257,17 @@ class Store:
         assert cur.lastrowid is not None
         return Subscriber(cur.lastrowid, jid, now, {})
 
-    async def subscriber(self, subscriber_id: int) -> Subscriber | None:
+    async def _read_subscriber(self, subscriber_id: int) -> Subscriber | None:
         async with self._db.execute("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)) as cur:
             row = await cur.fetchone()
         return _subscriber(row) if row else None
 
-    async def subscriber_by_jid(self, jid: BareJid) -> Subscriber | None:
+    async def _read_subscriber_by_jid(self, jid: BareJid) -> Subscriber | None:
         async with self._db.execute("SELECT * FROM subscribers WHERE jid = ?", (str(jid),)) as cur:
             row = await cur.fetchone()
         return _subscriber(row) if row else None
 
-    async def subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
+    async def _read_subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
         async with self._db.execute(
             "SELECT s.* FROM subscribers s JOIN accounts a ON a.subscriber_id = s.id "
             "WHERE a.network = ? AND a.legacy_id = ?",
@@ -232,12 +281,14 @@ class Store:
             return [_subscriber(row) for row in await cur.fetchall()]
 
     async def update_settings(self, subscriber_id: int, settings: dict[str, Any]) -> None:
+        self.forget_cached()
         await self._w.write(
             "UPDATE subscribers SET settings = ? WHERE id = ?", (json.dumps(settings), subscriber_id)
         )
 
     async def remove_subscriber(self, subscriber_id: int) -> None:
         """Delete the subscriber and, by cascade, everything stored about them."""
+        self.forget_cached()
         await self._w.write("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
 
     # -- accounts ---------------------------------------------------------------------
@@ -249,6 +300,7 @@ class Store:
 
         Raises :class:`Conflict` when another subscriber owns ``legacy_id``.
         """
+        self.forget_cached()
         owner = await self.subscriber_by_account(network, legacy_id)
         if owner is not None and owner.id != subscriber_id:
             raise Conflict(f"{legacy_id} is already linked to another subscriber")
@@ -264,9 +316,10 @@ class Store:
             "secret = excluded.secret",
             (subscriber_id, network, legacy_id, blob, now),
         )
+        self.forget_cached()  # the owner look-up above cached the state before the write
         return Account(subscriber_id, network, legacy_id, blob is not None, now)
 
-    async def account(self, subscriber_id: int, network: str) -> Account | None:
+    async def _read_account(self, subscriber_id: int, network: str) -> Account | None:
         async with self._db.execute(
             "SELECT * FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
         ) as cur:
@@ -294,6 +347,7 @@ class Store:
             return [_account(r) for r in await cur.fetchall()]
 
     async def remove_account(self, subscriber_id: int, network: str) -> None:
+        self.forget_cached()
         await self._w.write_group(
             [
                 ("DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)),

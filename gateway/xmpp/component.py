@@ -323,7 +323,7 @@ class GatewayComponent(ComponentXMPP):
         pres = cast(PresenceStanza, stanza)
         if self.closing:
             return
-        ptype = pres["type"] or "available"
+        ptype = pres.xml.get("type") or "available"  # pres["type"] answers the <show/>
         if ptype == "error" or not pres["from"].user:
             return
         if ptype not in _KINDS:

@@ -75,8 +75,7 @@ class _SbLink:
         self.chat = chat
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
-        self.ready: asyncio.Future[SessionReady | SessionFailed] = (
-            asyncio.get_running_loop().create_future())
+        self.ready: asyncio.Future[SessionReady | SessionFailed] = asyncio.get_running_loop().create_future()
 
     async def open(self, host: str, port: int, timeout: float) -> None:
         reader, self.writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -115,15 +114,22 @@ class _SbLink:
 
     @property
     def usable(self) -> bool:
-        return self.sb.state is SbState.READY and self.writer is not None \
-            and not self.writer.is_closing()
+        return self.sb.state is SbState.READY and self.writer is not None and not self.writer.is_closing()
 
 
 class Chat:
     """Everything about talking to one contact."""
 
-    def __init__(self, me: str, contact: str, emit: Emit, request_sb: RequestSb, *,
-                 timeout: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        me: str,
+        contact: str,
+        emit: Emit,
+        request_sb: RequestSb,
+        *,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
         self.me, self.contact = me, contact
         self._emit, self._request_sb = emit, request_sb
         self._timeout, self._clock = timeout, clock
@@ -146,8 +152,9 @@ class Chat:
                 self._resolve(("join", link, handle.lower()), event)
             case ParticipantLeft(handle=handle) if handle.lower() == self.contact.lower():
                 if link is self.primary:
-                    self._left_during.update(k[1] for k in self._waiters
-                                             if isinstance(k, tuple) and k[0] == "msg")
+                    self._left_during.update(
+                        k[1] for k in self._waiters if isinstance(k, tuple) and k[0] == "msg"
+                    )
             case CallFailed(trid=trid):
                 self._resolve(("cal", link, trid), event)
             case MessageAcked(message_id=mid) | MessageFailed(message_id=mid):
@@ -155,8 +162,7 @@ class Chat:
             case MessageReceived() | TypingReceived():
                 await self._emit(event)
             case _:
-                log.debug("switchboard event for %s ignored: %s", self.contact,
-                          type(event).__name__)
+                log.debug("switchboard event for %s ignored: %s", self.contact, type(event).__name__)
 
     def on_link_closed(self, link: _SbLink) -> None:
         if link is self.primary:
@@ -181,8 +187,9 @@ class Chat:
 
     async def _first(self, waiters: dict[object, asyncio.Future[SbEvent]]) -> SbEvent:
         try:
-            done, _ = await asyncio.wait(waiters.values(), timeout=self._timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters.values(), timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if not done:
                 reason = f"no answer from the switchboard in {self._timeout:g} s"
                 raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, reason))
@@ -203,9 +210,11 @@ class Chat:
             await link.open(granted.host, granted.port, self._timeout)
         except (OSError, TimeoutError) as exc:
             self.primary = None
-            raise SendFailed(DeliveryResult(
-                DeliveryStatus.ERROR,
-                f"could not reach switchboard {granted.host}:{granted.port}: {exc}")) from None
+            raise SendFailed(
+                DeliveryResult(
+                    DeliveryStatus.ERROR, f"could not reach switchboard {granted.host}:{granted.port}: {exc}"
+                )
+            ) from None
         ready = await asyncio.wait_for(link.ready, self._timeout)
         if isinstance(ready, SessionFailed):
             raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, ready.reason, ready.code))

@@ -47,8 +47,15 @@ from .sb import MessageReceived, Switchboard, TypingReceived
 from .status import ListBit, Status
 
 __all__ = [
-    "CommandError", "DeliveryResult", "DeliveryStatus", "Disconnected", "LoginError",
-    "MsnSession", "Reconnected", "SessionConfig", "SessionEvent",
+    "CommandError",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "Disconnected",
+    "LoginError",
+    "MsnSession",
+    "Reconnected",
+    "SessionConfig",
+    "SessionEvent",
 ]
 log = logging.getLogger(__name__)
 
@@ -92,22 +99,40 @@ class Reconnected:
 
 
 SessionEvent = (
-    ListSynced | PresenceChanged | PersonalMessageChanged | ListChanged | ContactPropertyChanged
-    | OwnFriendlyNameChanged | MessageReceived | TypingReceived | SignedOutElsewhere
-    | Disconnected | Reconnected
+    ListSynced
+    | PresenceChanged
+    | PersonalMessageChanged
+    | ListChanged
+    | ContactPropertyChanged
+    | OwnFriendlyNameChanged
+    | MessageReceived
+    | TypingReceived
+    | SignedOutElsewhere
+    | Disconnected
+    | Reconnected
 )
 EventCallback = Callable[[SessionEvent], Awaitable[None] | None]
-_LIVE_EVENTS = (PresenceChanged, PersonalMessageChanged, ListChanged, ContactPropertyChanged,
-                OwnFriendlyNameChanged)
+_LIVE_EVENTS = (
+    PresenceChanged,
+    PersonalMessageChanged,
+    ListChanged,
+    ContactPropertyChanged,
+    OwnFriendlyNameChanged,
+)
 
 
 class MsnSession:
     """One logged-in MSN account; see the module docstring."""
 
-    def __init__(self, config: SessionConfig, on_event: EventCallback, *,
-                 rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 http: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        on_event: EventCallback,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.config = config
         self._on_event, self._rng, self._sleep = on_event, rng or random.Random(), sleep
         self._http, self._own_http = http, http is None
@@ -148,15 +173,25 @@ class MsnSession:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         cfg = self.config
-        params = LoginParams(cfg.handle, cfg.password, cfg.ns_host, cfg.ns_port, cfg.nexus_url,
-                             cfg.login_url, self._status, cfg.caps, cfg.timeout,
-                             cfg.ping_interval)
+        params = LoginParams(
+            cfg.handle,
+            cfg.password,
+            cfg.ns_host,
+            cfg.ns_port,
+            cfg.nexus_url,
+            cfg.login_url,
+            self._status,
+            cfg.caps,
+            cfg.timeout,
+            cfg.ping_interval,
+        )
         try:
             async with asyncio.timeout(cfg.login_timeout):
                 result = await log_in(params, self._http, self._now)
         except TimeoutError:
-            raise LoginError(LoginFailure.UNREACHABLE,
-                             f"login did not finish within {cfg.login_timeout:g} s") from None
+            raise LoginError(
+                LoginFailure.UNREACHABLE, f"login did not finish within {cfg.login_timeout:g} s"
+            ) from None
         self._ns, self._reader, self._writer = result.ns, result.reader, result.writer
         self._backlog = result.backlog
         if self._psm is not None:
@@ -181,8 +216,7 @@ class MsnSession:
             await self._drop_connection()
             await self._emit(Disconnected(reason, True))
             while not self._closing:
-                delay = min(self.config.backoff_max,
-                            self.config.backoff_initial * 2 ** min(attempts, 30))
+                delay = min(self.config.backoff_max, self.config.backoff_initial * 2 ** min(attempts, 30))
                 delay *= 0.5 + self._rng.random() / 2
                 attempts += 1
                 await self._sleep(delay)
@@ -235,8 +269,13 @@ class MsnSession:
 
     async def _on_ns_event(self, event: NsEvent) -> None:
         trid = getattr(event, "trid", None)
-        if isinstance(event, CommandFailed | CommandAccepted | SwitchboardGranted | ListChanged
-                      | OwnFriendlyNameChanged) and trid in self._waiters:
+        if (
+            isinstance(
+                event,
+                CommandFailed | CommandAccepted | SwitchboardGranted | ListChanged | OwnFriendlyNameChanged,
+            )
+            and trid in self._waiters
+        ):
             waiter = self._waiters.pop(trid)
             if not waiter.done():
                 waiter.set_result(event)
@@ -273,8 +312,7 @@ class MsnSession:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("%s: event callback failed on %s", self.config.handle,
-                          type(event).__name__)
+            log.exception("%s: event callback failed on %s", self.config.handle, type(event).__name__)
 
     # --- commands --------------------------------------------------------------------------
 
@@ -312,8 +350,7 @@ class MsnSession:
     async def set_friendly_name(self, name: str) -> None:
         await self._command(lambda ns: ns.set_friendly_name(name))
 
-    async def add_to_list(self, lst: ListBit, handle: str, friendly_name: str | None = None
-                          ) -> ListChanged:
+    async def add_to_list(self, lst: ListBit, handle: str, friendly_name: str | None = None) -> ListChanged:
         """ADC, confirmed by the server's echo; raises :class:`CommandError` on refusal."""
         event = await self._command(lambda ns: ns.add_to_list(lst, handle, friendly_name))
         assert isinstance(event, ListChanged)
@@ -337,16 +374,21 @@ class MsnSession:
             event = await self._command(lambda ns: ns.request_switchboard())
         except (CommandError, ConnectionError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, CommandError) else None
-            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR,
-                                         f"no switchboard: {exc}", code)) from None
+            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, f"no switchboard: {exc}", code)) from None
         assert isinstance(event, SwitchboardGranted)
         return event
 
     def _chat(self, handle: str) -> Chat:
         chat = self._chats.get(handle.lower())
         if chat is None:
-            chat = Chat(self.config.handle, handle, self._emit, self._request_switchboard,
-                        timeout=self.config.timeout, clock=self._now)
+            chat = Chat(
+                self.config.handle,
+                handle,
+                self._emit,
+                self._request_switchboard,
+                timeout=self.config.timeout,
+                clock=self._now,
+            )
             self._chats[handle.lower()] = chat
         return chat
 
@@ -373,8 +415,7 @@ class MsnSession:
         try:
             await self._chat(invite.caller).adopt_incoming(sb, invite.host, invite.port)
         except (OSError, TimeoutError) as exc:
-            log.info("%s: could not answer %s's invitation: %s", self.config.handle,
-                     invite.caller, exc)
+            log.info("%s: could not answer %s's invitation: %s", self.config.handle, invite.caller, exc)
 
     async def _close_idle_chats(self) -> None:
         period = max(0.05, self.config.chat_idle_timeout / 4)

@@ -37,8 +37,26 @@ CLIENT_PAYLOAD_COMMANDS = frozenset(
 )
 # Server commands whose first argument is *not* a transaction id even when it is numeric.
 SERVER_NO_TRID = frozenset(
-    {"MSG", "UBX", "NLN", "FLN", "BYE", "JOI", "RNG", "LST", "LSG", "BPR", "QNG", "OUT", "NOT",
-     "IPG", "UBN", "UBM", "NFY", "SBS"}
+    {
+        "MSG",
+        "UBX",
+        "NLN",
+        "FLN",
+        "BYE",
+        "JOI",
+        "RNG",
+        "LST",
+        "LSG",
+        "BPR",
+        "QNG",
+        "OUT",
+        "NOT",
+        "IPG",
+        "UBN",
+        "UBM",
+        "NFY",
+        "SBS",
+    }
 )
 CLIENT_NO_TRID = frozenset({"PNG", "OUT"})
 

@@ -94,8 +94,7 @@ class ContactBook:
             handle = fields.get("N") or our_handle or ""
         else:
             target = cmd.arg(1)
-            handle = target if "@" in target else (
-                self.handle_for_guid(target) or our_handle or target)
+            handle = target if "@" in target else (self.handle_for_guid(target) or our_handle or target)
         if not handle:
             return PeerViolation(f"{cmd.name} without a contact")
         old = self.contacts.get(handle.lower())

@@ -118,8 +118,7 @@ class Directory:
         psm: str = "",
     ) -> FakeUser:
         """Create (or replace) an account and its lists; see the module docstring."""
-        user = FakeUser(handle, password, friendly_name or handle, dict(phones or {}), blp=blp,
-                        psm=psm)
+        user = FakeUser(handle, password, friendly_name or handle, dict(phones or {}), blp=blp, psm=psm)
         self.users[user.key] = user
         for contact in contacts:
             other = str(contact["handle"])
@@ -144,9 +143,13 @@ class Directory:
     def load_json(self, data: Mapping[str, Any]) -> None:
         for item in data.get("users", ()):
             self.add_user(
-                str(item["handle"]), str(item["password"]), item.get("friendly_name"),
-                contacts=item.get("contacts", ()), phones=item.get("phones"),
-                blp=str(item.get("blp", "AL")), psm=str(item.get("psm", "")),
+                str(item["handle"]),
+                str(item["password"]),
+                item.get("friendly_name"),
+                contacts=item.get("contacts", ()),
+                phones=item.get("phones"),
+                blp=str(item.get("blp", "AL")),
+                psm=str(item.get("psm", "")),
             )
 
     @classmethod

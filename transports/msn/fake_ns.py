@@ -23,8 +23,14 @@ _PROFILE = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsprofile; charset=UT
 class NsConnection:
     """Speaks the server half of MSNP12 on one notification-server connection."""
 
-    def __init__(self, server: FakeMsnServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, *, alternate: bool) -> None:
+    def __init__(
+        self,
+        server: FakeMsnServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        alternate: bool,
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -90,9 +96,16 @@ class NsConnection:
             self._login_step(cmd)
             return
         handlers = {
-            "SYN": self._syn, "CHG": self._chg, "UUX": self._uux, "PRP": self._prp,
-            "ADC": self._adc, "REM": self._rem, "XFR": self._xfr, "QRY": self._qry,
-            "GTC": self._setting, "BLP": self._setting,
+            "SYN": self._syn,
+            "CHG": self._chg,
+            "UUX": self._uux,
+            "PRP": self._prp,
+            "ADC": self._adc,
+            "REM": self._rem,
+            "XFR": self._xfr,
+            "QRY": self._qry,
+            "GTC": self._setting,
+            "BLP": self._setting,
         }
         handler = handlers.get(cmd.name)
         if handler is None:
@@ -160,7 +173,7 @@ class NsConnection:
             if entry.groups:
                 words.append(",".join(entry.groups))
             self.send("LST", None, *words)
-            for prop, value in (other.phones.items() if other else ()):
+            for prop, value in other.phones.items() if other else ():
                 self.send("BPR", None, prop, url_encode(value))
 
     def _chg(self, cmd: Command) -> None:
@@ -198,8 +211,7 @@ class NsConnection:
                 self.send("FLN", None, other.handle)
             return
         name = "ILN" if iln_trid is not None else "NLN"
-        self.send(name, iln_trid, seen.value, other.handle, url_encode(other.friendly_name),
-                  str(other.caps))
+        self.send(name, iln_trid, seen.value, other.handle, url_encode(other.friendly_name), str(other.caps))
         if (previous is None or previous[0] == Status.FLN.value) and other.psm:
             self.send("UBX", None, other.handle, payload=build_psm(other.psm))
 
@@ -262,8 +274,9 @@ class NsConnection:
             self.send_error(201, t)
             return
         if lst is ListBit.FL:
-            key = next((k for k, e in user.lists.items()
-                        if e.mask & ListBit.FL and self._guid_of(k) == target), None)
+            key = next(
+                (k for k, e in user.lists.items() if e.mask & ListBit.FL and self._guid_of(k) == target), None
+            )
         else:
             key = target.lower() if user.mask_for(target) & lst else None
         if key is None:

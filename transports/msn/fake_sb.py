@@ -27,8 +27,9 @@ class SbSession:
 class SbConnection:
     """One client connection to the fake switchboard."""
 
-    def __init__(self, server: FakeMsnServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: FakeMsnServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -129,8 +130,15 @@ class SbConnection:
         others = list(session.members.values())
         for i, member in enumerate(others, start=1):
             assert member.user is not None
-            self.send("IRO", t, str(i), str(len(others)), member.user.handle,
-                      url_encode(member.user.friendly_name), str(member.user.caps))
+            self.send(
+                "IRO",
+                t,
+                str(i),
+                str(len(others)),
+                member.user.handle,
+                url_encode(member.user.friendly_name),
+                str(member.user.caps),
+            )
         self.send("ANS", t, "OK")
         session.members[user.key] = self
         for member in others:
@@ -145,7 +153,9 @@ class SbConnection:
             return
         ns = server.ns_of(callee.handle)
         reachable = (
-            ns is not None and callee.status.is_online and callee.allows(self.user.handle)
+            ns is not None
+            and callee.status.is_online
+            and callee.allows(self.user.handle)
             and callee.key not in server.forced_217
         )
         if not reachable or ns is None:
@@ -155,8 +165,16 @@ class SbConnection:
         if callee.key in self.session.members:
             return
         token = server.new_sb_token(callee.handle, self.session.id)
-        ns.send("RNG", None, self.session.id, f"127.0.0.1:{server.sb_port}", "CKI", token,
-                self.user.handle, url_encode(self.user.friendly_name))
+        ns.send(
+            "RNG",
+            None,
+            self.session.id,
+            f"127.0.0.1:{server.sb_port}",
+            "CKI",
+            token,
+            self.user.handle,
+            url_encode(self.user.friendly_name),
+        )
 
     def _message(self, cmd: Command) -> None:
         assert self.user is not None and self.session is not None
@@ -165,12 +183,10 @@ class SbConnection:
             log.info("fake SB: %d-byte MSG payload, closing as real servers do", len(payload))
             self.close()
             return
-        relay = encode("MSG", None, self.user.handle, url_encode(self.user.friendly_name),
-                       payload=payload)
+        relay = encode("MSG", None, self.user.handle, url_encode(self.user.friendly_name), payload=payload)
         others = [m for k, m in self.session.members.items() if k != self.user.key]
         for member in others:
             member.send_raw(relay)
-        self.server.record_message(self.user.handle, [m.user.handle for m in others if m.user],
-                                   payload)
+        self.server.record_message(self.user.handle, [m.user.handle for m in others if m.user], payload)
         if cmd.arg(0) in ("A", "D"):
             self.send("ACK", cmd.trid)  # even when nobody was there to receive it

@@ -221,8 +221,13 @@ class FakeMsnServer:
     def _watchers(self, user: FakeUser) -> list[NsConnection]:
         out = []
         for key, conn in self._ns.items():
-            if conn.user and conn.first_chg_done and not conn.closed and key != user.key \
-                    and conn.user.mask_for(user.handle) & ListBit.FL:
+            if (
+                conn.user
+                and conn.first_chg_done
+                and not conn.closed
+                and key != user.key
+                and conn.user.mask_for(user.handle) & ListBit.FL
+            ):
                 out.append(conn)
         return out
 
@@ -289,23 +294,32 @@ class FakeMsnServer:
             fields[key.strip()] = value
         user = self.directory.get(unquote(fields.get("sign-in", "")))
         if user is None or user.password != unquote(fields.get("pwd", "")):
-            return web.Response(status=401, headers={
-                "WWW-Authenticate": "Passport1.4 da-status=failed,srealm=Passport.NET"})
+            return web.Response(
+                status=401, headers={"WWW-Authenticate": "Passport1.4 da-status=failed,srealm=Passport.NET"}
+            )
         token = secrets.token_urlsafe(18)
         self._tickets[token] = user.key
-        info = (f"Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,"
-                f"from-PP='t={token}&p={secrets.token_urlsafe(12)}',ru=http://messenger.msn.com")
+        info = (
+            f"Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,"
+            f"from-PP='t={token}&p={secrets.token_urlsafe(12)}',ru=http://messenger.msn.com"
+        )
         return web.Response(text="", headers={"Authentication-Info": info})
 
 
 async def _serve(args: argparse.Namespace) -> None:
     directory = Directory.from_file(args.users) if args.users else Directory()
     server = await FakeMsnServer.start(
-        directory=directory, dialects=args.dialects.split(","), ns_port=args.ns_port,
-        http_port=args.http_port, sb_port=args.sb_port, redirect_first_login=args.redirect,
+        directory=directory,
+        dialects=args.dialects.split(","),
+        ns_port=args.ns_port,
+        http_port=args.http_port,
+        sb_port=args.sb_port,
+        redirect_first_login=args.redirect,
     )
-    print(f"fake MSN server: NS 127.0.0.1:{server.ns_port} SB {server.sb_port} "
-          f"nexus {server.nexus_url}", flush=True)
+    print(
+        f"fake MSN server: NS 127.0.0.1:{server.ns_port} SB {server.sb_port} nexus {server.nexus_url}",
+        flush=True,
+    )
     try:
         await asyncio.Event().wait()
     finally:

@@ -54,20 +54,20 @@ class LoginResult:
     backlog: list[NsEvent]  # events that came in the same read after the list
 
 
-async def log_in(params: LoginParams, http: aiohttp.ClientSession,
-                 now: Callable[[], float]) -> LoginResult:
+async def log_in(params: LoginParams, http: aiohttp.ClientSession, now: Callable[[], float]) -> LoginResult:
     """Connect (following XFR NS redirects), authenticate and sync; raises LoginError."""
     host, port = params.ns_host, params.ns_port
     for _hop in range(MAX_REDIRECTS + 1):
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), params.timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), params.timeout)
         except (OSError, TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__
-            raise LoginError(LoginFailure.UNREACHABLE,
-                             f"could not connect to {host}:{port}: {detail}") from None
-        ns = NotificationConnection(params.handle, status=params.status, caps=params.caps,
-                                    ping_interval=params.ping_interval)
+            raise LoginError(
+                LoginFailure.UNREACHABLE, f"could not connect to {host}:{port}: {detail}"
+            ) from None
+        ns = NotificationConnection(
+            params.handle, status=params.status, caps=params.caps, ping_interval=params.ping_interval
+        )
         ns.start()
         writer.write(ns.data_to_send())
         try:
@@ -84,25 +84,38 @@ async def log_in(params: LoginParams, http: aiohttp.ClientSession,
     raise LoginError(LoginFailure.PROTOCOL, "too many XFR NS redirects")
 
 
-async def _drive(params: LoginParams, http: aiohttp.ClientSession, now: Callable[[], float],
-                 ns: NotificationConnection, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, where: str) -> LoginResult | Redirected:
+async def _drive(
+    params: LoginParams,
+    http: aiohttp.ClientSession,
+    now: Callable[[], float],
+    ns: NotificationConnection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    where: str,
+) -> LoginResult | Redirected:
     while True:
         try:
             data = await reader.read(65536)
         except OSError as exc:
             raise LoginError(LoginFailure.UNREACHABLE, f"{where}: {exc}") from None
         if not data:
-            raise LoginError(LoginFailure.SERVER_ERROR,
-                             f"{where} closed the connection during login ({ns.state.value})")
+            raise LoginError(
+                LoginFailure.SERVER_ERROR, f"{where} closed the connection during login ({ns.state.value})"
+            )
         events = ns.receive_data(data, now())
         for index, event in enumerate(events):
             match event:
                 case NeedTicket(challenge=challenge):
                     try:
                         ticket = await nexus.get_ticket(
-                            http, params.nexus_url, params.handle, params.password, challenge,
-                            login_url=params.login_url, timeout=params.timeout)
+                            http,
+                            params.nexus_url,
+                            params.handle,
+                            params.password,
+                            challenge,
+                            login_url=params.login_url,
+                            timeout=params.timeout,
+                        )
                     except nexus.NexusError as exc:
                         raise LoginError(exc.failure, exc.reason) from None
                     ns.supply_ticket(ticket)

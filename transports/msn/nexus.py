@@ -75,7 +75,9 @@ async def _get(
 ) -> tuple[int, dict[str, str]]:
     try:
         async with http.get(
-            url, headers=headers, allow_redirects=False,
+            url,
+            headers=headers,
+            allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             await resp.read()
@@ -97,8 +99,7 @@ async def discover_login_url(http: aiohttp.ClientSession, nexus_url: str, timeou
         )
     dalogin = parse_passport_urls(headers["passporturls"]).get("DALogin")
     if not dalogin:
-        raise NexusError(LoginFailure.SERVER_ERROR, f"nexus {nexus_url} gave no DALogin",
-                         nexus_url)
+        raise NexusError(LoginFailure.SERVER_ERROR, f"nexus {nexus_url} gave no DALogin", nexus_url)
     return absolute_login_url(dalogin, nexus_url)
 
 
@@ -122,14 +123,15 @@ async def get_ticket(
             url = urljoin(url, resp_headers["location"])
             continue
         if status == 401:
-            raise NexusError(LoginFailure.BAD_CREDENTIALS,
-                             f"login server {url} rejected the handle or password", url)
+            raise NexusError(
+                LoginFailure.BAD_CREDENTIALS, f"login server {url} rejected the handle or password", url
+            )
         if status != 200:
-            raise NexusError(LoginFailure.SERVER_ERROR,
-                             f"login server {url} answered HTTP {status}", url)
+            raise NexusError(LoginFailure.SERVER_ERROR, f"login server {url} answered HTTP {status}", url)
         ticket = parse_ticket(resp_headers.get("authentication-info", ""))
         if not ticket:
-            raise NexusError(LoginFailure.PROTOCOL,
-                             f"login server {url} answered 200 without a from-PP ticket", url)
+            raise NexusError(
+                LoginFailure.PROTOCOL, f"login server {url} answered 200 without a from-PP ticket", url
+            )
         return ticket
     raise NexusError(LoginFailure.SERVER_ERROR, f"too many redirects, last at {url}", url)

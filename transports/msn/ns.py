@@ -66,9 +66,7 @@ class NsState(Enum):
     CLOSED = "closed"
 
 
-_LOGIN_STATES = frozenset(
-    {NsState.VER, NsState.CVR, NsState.USR_I, NsState.NEED_TICKET, NsState.USR_S}
-)
+_LOGIN_STATES = frozenset({NsState.VER, NsState.CVR, NsState.USR_I, NsState.NEED_TICKET, NsState.USR_S})
 _SYNC_LINES = frozenset({"LST", "LSG", "BPR", "GTC", "BLP", "PRP"})
 
 
@@ -112,8 +110,13 @@ class NotificationConnection:
         self._out.clear()
         return data
 
-    def _send(self, name: str, *args: str, payload: bytes | None = None,
-              pending: tuple[ListBit | None, str] = (None, "")) -> int:
+    def _send(
+        self,
+        name: str,
+        *args: str,
+        payload: bytes | None = None,
+        pending: tuple[ListBit | None, str] = (None, ""),
+    ) -> int:
         self._trid += 1
         self._out += encode(name, self._trid, *args, payload=payload)
         self._pending[self._trid] = (name, *pending)
@@ -237,10 +240,10 @@ class NotificationConnection:
             name = self._pending.pop(err.trid)[0]
         if self.state in _LOGIN_STATES:
             self.state = NsState.CLOSED
-            kind = (LoginFailure.BAD_CREDENTIALS if err.code in AUTH_FAILURE_CODES
-                    else LoginFailure.SERVER_ERROR)
-            return [LoginFailed(kind, f"server refused {name or 'login'}: {describe(err.code)}",
-                                err.code)]
+            kind = (
+                LoginFailure.BAD_CREDENTIALS if err.code in AUTH_FAILURE_CODES else LoginFailure.SERVER_ERROR
+            )
+            return [LoginFailed(kind, f"server refused {name or 'login'}: {describe(err.code)}", err.code)]
         return [CommandFailed(err.trid, name, err.code, describe(err.code))]
 
     def _on_command(self, cmd: Command, now: float) -> list[NsEvent]:
@@ -288,12 +291,10 @@ class NotificationConnection:
                 msg = parse_psm(cmd.payload or b"")
                 return [PersonalMessageChanged(cmd.arg(0), msg.text, msg.current_media)]
             case "ADC" | "REM":
-                return [self._book.apply_change(cmd, mine[2] if mine else None,
-                                                cmd.trid if mine else None)]
+                return [self._book.apply_change(cmd, mine[2] if mine else None, cmd.trid if mine else None)]
             case "RNG":
                 host, port = split_host_port(cmd.arg(1), 1864)
-                return [Invited(cmd.arg(0), host, port, cmd.arg(3), cmd.arg(4),
-                                url_decode(cmd.arg(5)))]
+                return [Invited(cmd.arg(0), host, port, cmd.arg(3), cmd.arg(4), url_decode(cmd.arg(5)))]
             case "QNG":
                 self._pong_deadline = None
                 hint = int(cmd.arg(0)) if cmd.arg(0).isdigit() else 0
@@ -301,8 +302,7 @@ class NotificationConnection:
                 self._next_ping = now + interval
                 return []
             case "CHL":
-                self._send("QRY", challenge.PRODUCT_ID,
-                           payload=challenge.answer(cmd.arg(0)).encode())
+                self._send("QRY", challenge.PRODUCT_ID, payload=challenge.answer(cmd.arg(0)).encode())
                 return []
             case "OUT":
                 self.state = NsState.CLOSED
@@ -324,8 +324,11 @@ class NotificationConnection:
             self._send("CVR", *CLIENT_VERSION, self.handle)
             return []
         self.state = NsState.CLOSED
-        reason = (f"server only offers {', '.join(offered)}; this gateway needs {DIALECT}"
-                  if offered else f"server accepts none of the offered dialects ({DIALECT})")
+        reason = (
+            f"server only offers {', '.join(offered)}; this gateway needs {DIALECT}"
+            if offered
+            else f"server accepts none of the offered dialects ({DIALECT})"
+        )
         return [LoginFailed(LoginFailure.DIALECT, reason)]
 
     def _on_usr(self, cmd: Command) -> list[NsEvent]:
@@ -389,9 +392,15 @@ class NotificationConnection:
         self._sync_deadline = None
         self._expected = None
         self._next_ping = now + self._ping_interval
-        return [ListSynced(tuple(self._book.contacts.values()), tuple(self._book.groups),
-                           self._settings.get("PRP MFN"), self._settings.get("GTC"),
-                           self._settings.get("BLP"))]
+        return [
+            ListSynced(
+                tuple(self._book.contacts.values()),
+                tuple(self._book.groups),
+                self._settings.get("PRP MFN"),
+                self._settings.get("GTC"),
+                self._settings.get("BLP"),
+            )
+        ]
 
     # --- live notifications ---------------------------------------------------------------
 
@@ -400,5 +409,8 @@ class NotificationConnection:
         if status is None:
             return [PeerViolation(f"{cmd.name} with unknown status {cmd.arg(0)!r}")]
         caps = int(cmd.arg(3)) if cmd.arg(3).isdigit() else None
-        return [PresenceChanged(cmd.arg(1), status, url_decode(cmd.arg(2, cmd.arg(1))), caps,
-                                initial=cmd.name == "ILN")]
+        return [
+            PresenceChanged(
+                cmd.arg(1), status, url_decode(cmd.arg(2, cmd.arg(1))), caps, initial=cmd.name == "ILN"
+            )
+        ]

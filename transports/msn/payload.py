@@ -64,9 +64,7 @@ def build_text(text: str, im_format: str = DEFAULT_FORMAT) -> bytes:
 def build_typing(handle: str) -> bytes:
     """A typing notification saying ``handle`` is typing."""
     return (
-        "MIME-Version: 1.0\r\n"
-        "Content-Type: text/x-msmsgscontrol\r\n"
-        f"TypingUser: {handle}\r\n\r\n\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: {handle}\r\n\r\n\r\n"
     ).encode()
 
 
@@ -87,9 +85,7 @@ def _cut(body: bytes, start: int, budget: int) -> int:
     return end
 
 
-def split_text(
-    text: str, *, limit: int = MAX_MSG_PAYLOAD, im_format: str = DEFAULT_FORMAT
-) -> list[bytes]:
+def split_text(text: str, *, limit: int = MAX_MSG_PAYLOAD, im_format: str = DEFAULT_FORMAT) -> list[bytes]:
     """Payloads for ``text``, each at most ``limit`` bytes including headers.
 
     An empty text gives one payload with an empty body. Raises ValueError when the headers
@@ -198,5 +194,4 @@ def split_text_chunks(
 ) -> list[str]:
     """The texts of :func:`split_text`'s payloads: each fits one payload, they join to ``text``."""
     header_len = len(text_header(im_format))
-    return [p[header_len:].decode("utf-8") for p in split_text(text, limit=limit,
-                                                                im_format=im_format)]
+    return [p[header_len:].decode("utf-8") for p in split_text(text, limit=limit, im_format=im_format)]

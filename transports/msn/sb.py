@@ -117,9 +117,18 @@ class SbViolation:
 
 
 SbEvent = (
-    SessionReady | SessionFailed | Ringing | ParticipantJoined | ParticipantLeft
-    | MessageReceived | TypingReceived | PayloadIgnored | MessageAcked | MessageFailed
-    | CallFailed | SbViolation
+    SessionReady
+    | SessionFailed
+    | Ringing
+    | ParticipantJoined
+    | ParticipantLeft
+    | MessageReceived
+    | TypingReceived
+    | PayloadIgnored
+    | MessageAcked
+    | MessageFailed
+    | CallFailed
+    | SbViolation
 )
 
 
