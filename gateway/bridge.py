@@ -14,12 +14,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.addressing import BareJid, FullJid
+from gateway.addressing import E164, AddressError, BareJid, FullJid
 from gateway.config import Config
+from gateway.convergence import Convergence
 from gateway.core import roster, xep0100
 from gateway.core.actions import (
     PushRoster,
@@ -36,6 +37,7 @@ from gateway.core.events import (
     LegacyContact,
     LegacyMessageReceived,
     NetworkEvent,
+    ServiceSmsReceived,
     SessionStateChanged,
     SubscriptionRequested,
     XmppPresenceReceived,
@@ -86,6 +88,18 @@ class Bridge:
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight: set[tuple[int | None, str]] = set()
         self.accepting = True
+        self.convergence = Convergence(self, clock)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self, network: str) -> None:
+        """New work in the ``network`` outbox."""
+        if network in self._wake:
+            self._wake[network].set()
+
+    def wake_xmpp(self, network: str) -> None:
+        """New work in the queue of messages from ``network`` to XMPP."""
+        if network in self._wake_xmpp:
+            self._wake_xmpp[network].set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -238,10 +252,14 @@ class Bridge:
         if transition.came_online:
             await transport.start_session(sub, account, await self.store.account_secret(sub.id, network))
         elif transition.went_offline:
+            if network == "msn" and await self.convergence.went_away(sub):
+                self._wake_xmpp[network].set()
+                return  # always connected: the session stays up, now "on mobile"
             await transport.stop_session(sub.id)
         if transition.aggregate.online or transition.went_offline:
             await transport.set_presence(sub.id, transition.aggregate)
         self._wake[network].set()
+        self._wake_xmpp[network].set()
 
     async def message_received(
         self, network: str, sender: FullJid, contact: str | None, body: str, msg_id: str, receipt: bool
@@ -257,18 +275,23 @@ class Bridge:
         now = self.clock()
         key = f"{network}:{sender.bare}:{msg_id}" if msg_id else f"{network}:{uuid.uuid4()}"
         payload = {"body": body, "from": str(sender), "id": msg_id, "receipt": receipt, "contact": contact}
+        route, destination = network, legacy_id
+        if network == "msn":  # a linked buddy away from MSN gets an SMS
+            route, destination = await self.convergence.route(sub.id, legacy_id)
+            if route != network:
+                payload["reply_network"] = network
         item = await self.store.enqueue(
-            network=network,
+            network=route,
             subscriber_id=sub.id,
             dedup_key=key,
-            destination=legacy_id,
+            destination=destination,
             payload=payload,
             now=now,
-            expires=now + self.transports[network].message_ttl_s,
+            expires=now + self.transports[route].message_ttl_s,
         )
         if item is None:
             log.info("duplicate message %s from %s ignored", msg_id, sender.bare)
-        self._wake[network].set()
+        self._wake[route].set()
 
     async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None:
         sub = await self._subscriber(sender.bare)
@@ -279,6 +302,8 @@ class Bridge:
         component = self.components[network]
         for action in xep0100.startup(await self._registered_users(network)):
             component.send_xmpp_presence(action)
+        if network == "msn":
+            await self.convergence.start_always_connected()
         self._wake[network].set()
         self._wake_xmpp[network].set()
 
@@ -301,12 +326,16 @@ class Bridge:
                 await self._session_state(event)
             case DeliveryReported():
                 self._delivery_reported(event)
+            case ServiceSmsReceived():
+                await self.convergence.service_sms(event)
 
     async def _jid_of(self, subscriber_id: int) -> BareJid | None:
         sub = await self.store.subscriber(subscriber_id)
         return sub.jid if sub else None
 
     async def _legacy_message(self, event: LegacyMessageReceived) -> None:
+        if await self.convergence.linked_sms(event):
+            return
         now = self.clock()
         await self.store.enqueue(
             network=f"xmpp:{event.network}",
@@ -322,11 +351,20 @@ class Bridge:
     async def _contact_list(self, event: ContactListReceived) -> None:
         jid = await self._jid_of(event.subscriber_id)
         stored = [
-            LegacyContact(c.legacy_id, c.name, _subscription(c.list_bits, c.groups), c.groups, c.list_bits)
+            LegacyContact(
+                c.legacy_id, c.name, _subscription(c.list_bits, c.groups), c.groups, c.list_bits, c.phone
+            )
             for c in await self.store.contacts(event.subscriber_id, event.network)
         ]
         current = [
-            LegacyContact(c.legacy_id, c.name, _subscription(c.list_bits, c.groups), c.groups, c.list_bits)
+            LegacyContact(
+                c.legacy_id,
+                c.name,
+                _subscription(c.list_bits, c.groups),
+                c.groups,
+                c.list_bits,
+                self._phone(c.phone),
+            )
             for c in event.contacts
         ]
         change = roster.diff(stored, current)
@@ -334,7 +372,9 @@ class Bridge:
             return
         await self.store.upsert_contacts(
             [
-                Contact(event.subscriber_id, event.network, c.legacy_id, c.name, c.groups, c.list_bits)
+                Contact(
+                    event.subscriber_id, event.network, c.legacy_id, c.name, c.groups, c.list_bits, c.phone
+                )
                 for c in change.changed
             ]
         )
@@ -360,6 +400,15 @@ class Bridge:
             for local in removed:
                 component.send_xmpp_presence(SendXmppPresence(jid, local, "unsubscribed"))
 
+    def _phone(self, published: str) -> str:
+        """A contact's published mobile number (MSN PHM) in E.164, or '' when unreadable."""
+        if not published:
+            return ""
+        try:
+            return str(E164.parse(published, self.config.sms.default_region if self.config.sms else None))
+        except AddressError:
+            return ""
+
     async def _chat_state(self, event: ChatStateReceived) -> None:
         jid = await self._jid_of(event.subscriber_id)
         if jid is None:
@@ -372,9 +421,10 @@ class Bridge:
         if jid is None:
             return
         local = self.transports[event.network].contact_localpart(event.legacy_id)
-        action = SendXmppPresence(
-            jid, local, "available" if event.presence.online else "unavailable", event.presence
-        )
+        presence = event.presence
+        if event.network == "msn":
+            presence = await self.convergence.presence(event.subscriber_id, event.legacy_id, presence)
+        action = SendXmppPresence(jid, local, "available" if presence.online else "unavailable", presence)
         self.components[event.network].send_xmpp_presence(action)
 
     async def _subscription_requested(self, event: SubscriptionRequested) -> None:
@@ -475,9 +525,20 @@ class Bridge:
 
     def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> None:
         self.counters.bump(self.counters.failed, network)
-        sender = FullJid.parse(str(item.payload.get("from", "")))
+        if not item.payload.get("from"):  # sent from the subscriber's phone: tell them there
+            if item.subscriber_id is not None and item.payload.get("origin") == "sms":
+                text = f"Not delivered to {item.destination}: {error.text}"
+                self._spawn(self.convergence.send_sms(item.subscriber_id, text, f"fail:{item.dedup_key}"))
+            return
+        sender = FullJid.parse(str(item.payload["from"]))
         contact = str(item.payload.get("contact", ""))
-        self.components[network].send_error_message(sender, contact, str(item.payload.get("id", "")), error)
+        component = self.components[str(item.payload.get("reply_network", network))]
+        component.send_error_message(sender, contact, str(item.payload.get("id", "")), error)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _xmpp_worker(self, network: str) -> None:
         """Hand network → XMPP messages to the server, confirmed by a ping, in batches."""
@@ -492,8 +553,14 @@ class Bridge:
                 if items and component is not None and component.online.is_set():
                     stanzas = []
                     for item in items:
-                        jid = await self._jid_of(item.subscriber_id) if item.subscriber_id else None
-                        if jid is None:
+                        sub = await self.store.subscriber(item.subscriber_id) if item.subscriber_id else None
+                        if sub is not None and network == "msn" and not self.convergence.on_xmpp(sub):
+                            decision, after = await self.convergence.forward(item, sub)
+                            if decision == "wait":
+                                await self.store.reschedule(item.id, self.clock() + after)
+                                continue
+                        jid = sub.jid if sub else None
+                        if jid is None:  # SMS-only subscriber (or gone): nothing more to hand over
                             await self.store.complete(item.id)
                             continue
                         local = self.transports[network].contact_localpart(item.destination)

@@ -34,6 +34,7 @@ class LegacyContact:
     subscription: str  # none / to / from / both, already mapped by the transport
     groups: tuple[str, ...] = ()
     list_bits: int = 0
+    phone: str = ""  # the contact's mobile number when the network publishes one (MSN PHM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,15 @@ class SessionStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceSmsReceived:
+    """The subscriber texted the service number from their own phone (commands, replies)."""
+
+    subscriber_id: int
+    text: str
+    dedup_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryReported:
     """The network's final word on a message sent from XMPP (an SMS delivery receipt)."""
 
@@ -113,4 +123,5 @@ NetworkEvent = (
     | ChatStateReceived
     | SessionStateChanged
     | DeliveryReported
+    | ServiceSmsReceived
 )

@@ -103,6 +103,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX sms_parts_sent_id ON sms_parts_sent (smsc_id);
     """,
+    # 4: convergence — a contact's phone number (linked identities) and SMS reply routing
+    """
+    ALTER TABLE contacts ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN phone_manual INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX contacts_phone ON contacts (subscriber_id, phone);
+    CREATE TABLE conversations (
+        subscriber_id INTEGER PRIMARY KEY REFERENCES subscribers(id) ON DELETE CASCADE,
+        last_from TEXT NOT NULL,
+        last_at REAL NOT NULL
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

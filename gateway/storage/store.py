@@ -63,6 +63,8 @@ class Contact:
     name: str
     groups: tuple[str, ...]
     list_bits: int
+    phone: str = ""  # a linked E.164 number (from the network, or set by the operator)
+    phone_manual: bool = False  # set with `passerelle contact link`: the network does not override it
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,16 @@ def _account(row: sqlite3.Row) -> Account:
 def _contact(row: sqlite3.Row) -> Contact:
     groups = tuple(json.loads(row["groups"]))
     sub, net = row["subscriber_id"], row["network"]
-    return Contact(sub, net, row["legacy_id"], row["name"], groups, row["list_bits"])
+    return Contact(
+        sub,
+        net,
+        row["legacy_id"],
+        row["name"],
+        groups,
+        row["list_bits"],
+        row["phone"],
+        bool(row["phone_manual"]),
+    )
 
 
 def _outbox(row: sqlite3.Row) -> OutboxItem:
@@ -360,14 +371,56 @@ class Store:
     async def upsert_contacts(self, contacts: Sequence[Contact]) -> None:
         """Write many contacts in one transaction (roster sync writes in batches)."""
         await self._w.write_many(
-            "INSERT INTO contacts (subscriber_id, network, legacy_id, name, groups, list_bits) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
-            "name = excluded.name, groups = excluded.groups, list_bits = excluded.list_bits",
+            "INSERT INTO contacts (subscriber_id, network, legacy_id, name, groups, list_bits, phone) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
+            "name = excluded.name, groups = excluded.groups, list_bits = excluded.list_bits, "
+            "phone = CASE WHEN contacts.phone_manual THEN contacts.phone ELSE excluded.phone END",
             [
-                (c.subscriber_id, c.network, c.legacy_id, c.name, json.dumps(list(c.groups)), c.list_bits)
+                (
+                    c.subscriber_id,
+                    c.network,
+                    c.legacy_id,
+                    c.name,
+                    json.dumps(list(c.groups)),
+                    c.list_bits,
+                    c.phone,
+                )
                 for c in contacts
             ],
         )
+
+    async def link_phone(self, subscriber_id: int, network: str, legacy_id: str, phone: str) -> None:
+        """An operator's link between a contact and a number: wins over the network's."""
+        await self._w.write(
+            "INSERT INTO contacts (subscriber_id, network, legacy_id, name, phone, phone_manual) "
+            "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
+            "phone = excluded.phone, phone_manual = 1",
+            (subscriber_id, network, legacy_id, legacy_id, phone),
+        )
+
+    async def contact_by_phone(self, subscriber_id: int, network: str, phone: str) -> Contact | None:
+        async with self._db.execute(
+            "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? AND phone = ? "
+            "ORDER BY phone_manual DESC LIMIT 1",
+            (subscriber_id, network, phone),
+        ) as cur:
+            row = await cur.fetchone()
+        return _contact(row) if row else None
+
+    async def set_last_correspondent(self, subscriber_id: int, legacy_id: str, now: float) -> None:
+        await self._w.write(
+            "INSERT INTO conversations (subscriber_id, last_from, last_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (subscriber_id) DO UPDATE SET "
+            "last_from = excluded.last_from, last_at = excluded.last_at",
+            (subscriber_id, legacy_id, now),
+        )
+
+    async def last_correspondent(self, subscriber_id: int) -> tuple[str, float] | None:
+        async with self._db.execute(
+            "SELECT last_from, last_at FROM conversations WHERE subscriber_id = ?", (subscriber_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
 
     async def contacts(self, subscriber_id: int, network: str) -> list[Contact]:
         async with self._db.execute(

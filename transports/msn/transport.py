@@ -54,6 +54,7 @@ class _Login:
         self.groups: dict[str, tuple[str, ...]] = {}
         self.presence: dict[str, Status] = {}
         self.psm: dict[str, str] = {}
+        self.phones: dict[str, str] = {}  # mobile numbers the contacts publish (PHM)
         self.asked: set[str] = set()  # subscription requests already passed on this session
         self.stale: set[str] = set()  # online before a drop, not seen again since
         self.applied: tuple[Status, str] | None = None
@@ -274,6 +275,7 @@ class MsnTransport:
         group_names = {g.guid: g.name for g in event.groups}
         login.masks = {c.handle.lower(): int(c.lists) for c in event.contacts}
         login.names = {c.handle.lower(): c.friendly_name for c in event.contacts}
+        login.phones = {c.handle.lower(): c.mobile_phone for c in event.contacts if c.mobile_phone}
         login.groups = {
             c.handle.lower(): tuple(group_names[g] for g in c.groups if g in group_names)
             for c in event.contacts
@@ -323,7 +325,9 @@ class MsnTransport:
             return  # contact_subscription pushes the whole list when it is done
         names, groups = login.names, login.groups
         contacts = tuple(
-            ev.LegacyContact(h, names.get(h, h), mapping.subscription_for(m), groups.get(h, ()), m)
+            ev.LegacyContact(
+                h, names.get(h, h), mapping.subscription_for(m), groups.get(h, ()), m, login.phones.get(h, "")
+            )
             for h, m in sorted(login.masks.items())
             if mapping.in_roster(m)
         )

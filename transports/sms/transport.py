@@ -27,6 +27,7 @@ from gateway.core.events import (
     LegacyContact,
     LegacyMessageReceived,
     PresenceKind,
+    ServiceSmsReceived,
 )
 from gateway.core.model import Presence, Show
 from gateway.errors import UserError
@@ -68,6 +69,7 @@ REASSEMBLY_TIMEOUT_S = 120.0
 MO_DUPLICATE_WINDOW_S = 300.0
 EARLY_RECEIPTS_KEPT = 10000
 REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
+UNLIMITED = Quota(10**9, 10**9, 10**12)
 
 
 def relative_validity(seconds: int) -> str:
@@ -326,28 +328,33 @@ class SmsTransport:
         if account is None:
             return Failed("not-registered")
         body = str(item.payload.get("body", ""))
+        from_service = bool(item.payload.get("from_service"))  # forwards and command replies
         try:
             encoded = encode_within(body, self.cfg.max_parts, transliterate_typography=self.cfg.transliterate)
         except MessageTooLong:
             return Failed("too-long", {"limit": self.cfg.max_parts})
         now = self.clock()
-        if not await self.store.sms.count_send(
-            item.dedup_key, item.subscriber_id, encoded.parts, now, self.quota
-        ):
+        quota = UNLIMITED if item.payload.get("force") else self.quota  # STOP/START confirmations
+        if not await self.store.sms.count_send(item.dedup_key, item.subscriber_id, encoded.parts, now, quota):
             return Failed(
                 "quota", {"reason": await self._quota_reason(item.subscriber_id, encoded.parts, now)}
             )
-        done = await self.store.sms.sent_seqs(item.dedup_key)
+        done = await self.store.sms.sent_seqs(item.dedup_key) if item.attempts else set()
         ref = item.id % 256
+        if from_service:
+            source, source_ton, source_npi = self._service_address()
+        else:
+            source = numbers.msisdn_digits(account.legacy_id)
+            source_ton, source_npi = numbers.TON_INTERNATIONAL, numbers.NPI_E164
         meta = {k: item.payload.get(k, "") for k in ("from", "id", "receipt")}
         for seq, short_message in enumerate(encoded.short_messages(ref), start=1):
             if seq in done:
                 continue
             outcome = await self.esme.submit(
                 SubmitSm(
-                    source_addr_ton=numbers.TON_INTERNATIONAL,
-                    source_addr_npi=numbers.NPI_E164,
-                    source_addr=numbers.msisdn_digits(account.legacy_id),
+                    source_addr_ton=source_ton,
+                    source_addr_npi=source_npi,
+                    source_addr=source,
                     dest_addr_ton=numbers.TON_INTERNATIONAL,
                     dest_addr_npi=numbers.NPI_E164,
                     destination_addr=numbers.msisdn_digits(item.destination),
@@ -385,6 +392,12 @@ class SmsTransport:
             )
         return Delivered()
 
+    def _service_address(self) -> tuple[str, int, int]:
+        number = self.cfg.service_number
+        if number.isdigit():
+            return number, 0 if len(number) <= 8 else numbers.TON_INTERNATIONAL, 1
+        return number, numbers.TON_ALPHANUMERIC, 0
+
     async def _quota_reason(self, subscriber_id: int, parts: int, now: float) -> str:
         hour, day = await self.store.sms.usage(subscriber_id, now)
         if hour + parts > self.quota.per_hour:
@@ -402,6 +415,8 @@ class SmsTransport:
             await self._receipt(pdu)
             return Status.ESME_ROK
         destination = "+" + numbers.msisdn_digits(pdu.destination_addr)
+        if numbers.msisdn_digits(pdu.destination_addr) == numbers.msisdn_digits(self.cfg.service_number):
+            return await self._to_service_number(pdu)
         owner = await self.store.subscriber_by_account(self.network, destination)
         if owner is None:
             self.counters["mo_unknown_destination"] += 1
@@ -417,6 +432,30 @@ class SmsTransport:
             message = self.reassembler.add(part)
         if message is not None:
             await self._mo_complete(owner.id, source, message, part, now)
+        return Status.ESME_ROK
+
+    async def _to_service_number(self, pdu: DeliverSm) -> int:
+        """A subscriber texting the gateway from their own phone: commands and replies."""
+        assert self.sink is not None
+        source = numbers.mo_source(pdu.source_addr)
+        owner = await self.store.subscriber_by_account(self.network, source)
+        if owner is None:
+            self.counters["service_from_unknown"] = self.counters.get("service_from_unknown", 0) + 1
+            log.info("SMS to the service number from %s, who is no subscriber: dropped", _mask(source))
+            return Status.ESME_ROK  # accepted and dropped: nothing is ever sent back automatically
+        now = self.clock()
+        part = part_from_deliver(pdu, now)
+        message = assemble([part], force=True) if part.total == 1 else None
+        if part.total > 1:
+            await self.store.sms.add_mo_part(StoredPart(*_part_fields(part)))
+            message = self.reassembler.add(part)
+        if message is None:
+            return Status.ESME_ROK
+        digest = hashlib.sha256(f"svc|{source}|{part.reference}|{message.text}".encode()).hexdigest()[:32]
+        if await self.store.sms.first_time(f"svc:{digest}", now, MO_DUPLICATE_WINDOW_S):
+            await self.sink(ServiceSmsReceived(owner.id, message.text, f"svc:{digest}:{now:.0f}"))
+        if part.total > 1:
+            await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
         return Status.ESME_ROK
 
     async def _mo_complete(

@@ -1,0 +1,1 @@
+"""Security checks: who may do what, secrets never shown, limits that hold under load."""
