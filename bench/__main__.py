@@ -37,6 +37,7 @@ from .ceiling import (
     start_process,
 )
 from .rawclient import RawClient
+from .scenarios_msn import scenario_msn_login_sync, scenario_msn_xmpp, scenario_xmpp_msn
 from .scenarios_sms import scenario_sms_xmpp, scenario_xmpp_sms
 from .stats import Row, environment, print_table, sanitize, write_json
 
@@ -218,6 +219,9 @@ SCENARIOS: dict[str, Scenario] = {
     # "roster-sync", "startup", "memory"
     "xmpp-sms": scenario_xmpp_sms,
     "sms-xmpp": scenario_sms_xmpp,
+    "msn-login-sync": scenario_msn_login_sync,
+    "xmpp-msn": scenario_xmpp_msn,
+    "msn-xmpp": scenario_msn_xmpp,
 }
 
 

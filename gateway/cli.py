@@ -410,6 +410,81 @@ def contact_add(ctx: click.Context, jid: str, number: str, name: str) -> None:
     click.echo(f"added {phone} to {jid}")
 
 
+@contact.command("link")
+@click.argument("ref", metavar="JID|+E164")
+@click.argument("handle")
+@click.argument("number", metavar="+E164")
+@click.pass_context
+@fails_cleanly
+def contact_link(ctx: click.Context, ref: str, handle: str, number: str) -> None:
+    """Link an MSN buddy to their phone number: one buddy, reachable both ways.
+
+    A manual link wins over the number the buddy publishes on MSN (PHM).
+    """
+    cfg = load_config(ctx)
+    region = cfg.sms.default_region if cfg.sms else None
+    phone = str(E164.parse(number, region))
+    buddy = str(MsnHandle.parse(handle))
+
+    async def go() -> None:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            await store.link_phone(sub.id, "msn", buddy, phone)
+        finally:
+            await store.close()
+
+    run_async(go())
+    click.echo(f"linked {buddy} to {phone} for {ref}")
+
+
+@user.command("set")
+@click.argument("ref", metavar="JID|+E164")
+@click.option("--prefer", type=click.Choice(["msn", "sms"]), help="Route to linked buddies.")
+@click.option(
+    "--always-connected/--not-always-connected", default=None, help="Keep MSN logged in while away."
+)
+@click.option("--mobile-status", metavar="TEXT", help="MSN personal message while on the phone only.")
+@click.option("--forwarding/--no-forwarding", default=None, help="Forward MSN messages by SMS (STOP/START).")
+@click.pass_context
+@fails_cleanly
+def user_set(
+    ctx: click.Context,
+    ref: str,
+    prefer: str | None,
+    always_connected: bool | None,
+    mobile_status: str | None,
+    forwarding: bool | None,
+) -> None:
+    """Per-subscriber convergence settings (override [convergence])."""
+    cfg = load_config(ctx)
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("prefer", prefer),
+            ("always_connected", always_connected),
+            ("mobile_status_text", mobile_status),
+            ("forwarding", forwarding),
+        )
+        if v is not None
+    }
+    if not changes:
+        raise click.UsageError("give at least one setting to change")
+
+    async def go() -> dict[str, Any]:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            settings = {**sub.settings, **changes}
+            await store.update_settings(sub.id, settings)
+            return settings
+        finally:
+            await store.close()
+
+    settings = run_async(go())
+    click.echo(f"{ref}: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
+
+
 @main.command()
 @click.pass_context
 @fails_cleanly

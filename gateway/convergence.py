@@ -268,7 +268,8 @@ class Convergence:
         phone = contact.phone if contact else ""
         if phone and await self.msisdn(subscriber_id) is None:
             phone = ""  # no number to send from
-        prefer = self.cfg.prefer
+        sub = await self.b.store.subscriber(subscriber_id)
+        prefer = sub.settings.get("prefer", self.cfg.prefer) if sub else self.cfg.prefer
         chosen = rules.route_to_contact(self.online.get((subscriber_id, handle), False), phone, prefer)
         return ("sms", phone) if chosen == "sms" else ("msn", handle)
 

@@ -132,3 +132,29 @@ def test_every_command_has_help() -> None:
     ):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_contact_link_and_user_settings(cfg: Path, tmp_path: Path) -> None:
+    assert run(cfg, "user", "add", "alice@example.test", "--msisdn", "+33612345678")[0] == 0
+    code, out, _ = run(cfg, "contact", "link", "alice@example.test", "Bob@Escargot.test", "0698765432")
+    assert code == 0 and "bob@escargot.test" in out and "+33698765432" in out
+    code, _, err = run(cfg, "contact", "link", "alice@example.test", "not-a-handle", "+33698765432")
+    assert code == 1 and "MSN handle" in err
+    code, out, _ = run(cfg, "user", "set", "+33612345678", "--prefer", "sms", "--no-forwarding")
+    assert code == 0 and "forwarding=False" in out and "prefer=sms" in out
+    assert run(cfg, "user", "set", "+33612345678")[0] == 2
+
+    import asyncio
+
+    from gateway.addressing import BareJid
+    from gateway.storage import Cipher, Store
+
+    async def check() -> None:
+        store = await Store.open(cfg.parent / "passerelle.db", Cipher.from_file(cfg.parent / "secret.key"))
+        sub = await store.subscriber_by_jid(BareJid.parse("alice@example.test"))
+        assert sub is not None and sub.settings == {"prefer": "sms", "forwarding": False}
+        linked = await store.contact_by_phone(sub.id, "msn", "+33698765432")
+        assert linked is not None and linked.legacy_id == "bob@escargot.test" and linked.phone_manual
+        await store.close()
+
+    asyncio.run(check())
