@@ -279,7 +279,7 @@ class Bridge:
         if network == "msn":  # a linked buddy away from MSN gets an SMS
             route, destination = await self.convergence.route(sub.id, legacy_id)
             if route != network:
-                payload["reply_network"] = network
+                payload["reply_network"], payload["reply_contact"] = network, legacy_id
         item = await self.store.enqueue(
             network=route,
             subscriber_id=sub.id,
@@ -437,9 +437,13 @@ class Bridge:
         )
 
     def _delivery_reported(self, event: DeliveryReported) -> None:
-        component = self.components[event.network]
+        if not event.sender:
+            return  # a forward or a command reply: no XMPP sender to tell
+        network = event.reply_network or event.network
+        legacy = event.reply_contact or event.legacy_id
+        component = self.components[network]
         sender = FullJid.parse(event.sender)
-        local = self.transports[event.network].contact_localpart(event.legacy_id)
+        local = self.transports[network].contact_localpart(legacy)
         if event.ok:
             if event.receipt_requested and event.msg_id:
                 component.send_receipt(sender, local, event.msg_id)

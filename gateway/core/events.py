@@ -113,6 +113,8 @@ class DeliveryReported:
     ok: bool
     receipt_requested: bool
     reason: str = ""
+    reply_network: str = ""  # the message was sent to a linked buddy's JID on this network
+    reply_contact: str = ""  # … with this legacy id
 
 
 NetworkEvent = (

@@ -28,6 +28,25 @@ from gateway.storage import create_key_file
 DOMAIN = "demo.test"
 ALICE_PHONE = "+33612345678"
 BOB_PHONE = "+33698765432"
+CAROL_PHONE = "+33611223344"
+ALICE_MSN, BOB_MSN, CAROL_MSN = "alice@escargot.test", "bob@escargot.test", "carol@escargot.test"
+
+
+def msn_users() -> list[dict[str, Any]]:
+    back = [{"handle": ALICE_MSN, "lists": ["FL", "AL"]}]
+    return [
+        {
+            "handle": ALICE_MSN,
+            "password": "alice-msn",
+            "friendly_name": "Alice",
+            "contacts": [
+                {"handle": BOB_MSN, "lists": ["FL", "AL"], "groups": ["Friends"]},
+                {"handle": CAROL_MSN, "lists": ["FL", "AL"], "groups": ["Friends"]},
+            ],
+        },
+        {"handle": BOB_MSN, "password": "bob-msn", "friendly_name": "Bob", "contacts": back},
+        {"handle": CAROL_MSN, "password": "carol-msn", "friendly_name": "Carol", "contacts": back},
+    ]
 
 
 class Transcript:
@@ -60,6 +79,7 @@ class World:
         )
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self.smsc: Any = None
+        self.msn: Any = None
         self.gateway: Gateway | None = None
         self.config: Config | None = None
 
@@ -73,6 +93,10 @@ class World:
         self.smsc = FakeSmsc(system_id="passerel", password=secrets.token_hex(4))
         await self.smsc.start()
         self._stops.append(self.smsc.stop)
+        from transports.msn.fake_server import FakeMsnServer
+
+        self.msn = await FakeMsnServer.start(users=msn_users())
+        self._stops.append(self.msn.stop)
         self.config = parse(
             {
                 "xmpp": {
@@ -90,6 +114,11 @@ class World:
                     "service_number": "2020",
                     "smsc": {"port": self.smsc.port, "system_id": "passerel", "password": self.smsc.password},
                 },
+                "msn": {
+                    "jid": f"msn.{DOMAIN}",
+                    "secret": self.secret,
+                    "server": {"port": self.msn.ns_port, "nexus_url": self.msn.nexus_url},
+                },
             },
             env={},
         )
@@ -98,6 +127,7 @@ class World:
         bridge = await self.gateway.start()
         self._stops.append(self.gateway.stop)
         await asyncio.wait_for(bridge.components["sms"].online.wait(), 15)
+        await asyncio.wait_for(bridge.components["msn"].online.wait(), 15)
 
     async def _stop_prosody(self) -> None:
         self.prosody.stop()
@@ -147,8 +177,106 @@ async def story(world: World) -> None:
         await smsc.inject_mo(BOB_PHONE[1:], ALICE_PHONE[1:], "Sure, see you there!")
         msg = await alice.next_message(from_bare=f"{BOB_PHONE}@{sms}")
         t.say("alice (XMPP)", f"message from {msg['from'].bare}: {msg['body']}")
+        await msn_story(world, alice)
     finally:
         await alice.close()
+
+
+async def msn_story(world: World, alice: Any) -> None:
+    """XMPP ↔ MSN, then MSN → SMS while Alice is away, the SMS reply, /who, a merged buddy."""
+    from slixmpp import JID
+
+    from gateway.addressing import escape_node
+    from transports.msn.client import MsnSession, SessionConfig, SessionEvent
+    from transports.msn.ns_events import PersonalMessageChanged
+    from transports.msn.sb import MessageReceived
+    from transports.sms.encoding import decode_text
+
+    t, smsc, msn_jid = world.t, world.smsc, f"msn.{DOMAIN}"
+    bob_events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+    bob = MsnSession(
+        SessionConfig(
+            BOB_MSN, "bob-msn", ns_host="127.0.0.1", ns_port=world.msn.ns_port, nexus_url=world.msn.nexus_url
+        ),
+        bob_events.put_nowait,
+    )
+    await bob.login()
+
+    async def bob_gets(kind: type, check: Callable[[Any], bool] = lambda e: True) -> Any:
+        async with asyncio.timeout(15):
+            while True:
+                event = await bob_events.get()
+                if isinstance(event, kind) and check(event):
+                    return event
+
+    def phone_texts(since: int, number: str) -> list[Any]:
+        return [s for s in smsc.submits[since:] if s.destination_addr == number.lstrip("+") and s.status == 0]
+
+    async def phone_gets(since: int, number: str) -> str:
+        await smsc.wait_until(lambda: bool(phone_texts(since, number)), 15)
+        s = phone_texts(since, number)[0]
+        return f"SMS from {s.source_addr}: {decode_text(s.short_message, s.pdu.data_coding).text}"
+
+    try:
+        t.section("Alice adds her MSN account; her MSN buddies join her roster")
+        await alice.register(msn_jid, handle=ALICE_MSN, password="alice-msn")
+        t.say("alice (XMPP)", "MSN registration accepted (checked by signing in)")
+        await alice.accept_gateway(msn_jid)
+        bob_jid = f"{escape_node(BOB_MSN)}@{msn_jid}"
+        carol_jid = f"{escape_node(CAROL_MSN)}@{msn_jid}"
+        async with asyncio.timeout(15):
+            while bob_jid not in alice.client_roster or carol_jid not in alice.client_roster:
+                await asyncio.sleep(0.1)
+        names = sorted(alice.client_roster[j]["name"] for j in (bob_jid, carol_jid))
+        t.say("alice (XMPP)", f"roster now lists {', '.join(names)} (from MSN)")
+
+        t.section("XMPP ↔ MSN")
+        alice.send_message(mto=JID(bob_jid), mbody="Hello from XMPP!", mtype="chat")
+        got = await bob_gets(MessageReceived)
+        t.say("bob (MSN)", f"message from {got.sender}: {got.text}")
+        await bob.send_message(ALICE_MSN, "Hi Alice, MSN here.")
+        msg = await alice.next_message(from_bare=bob_jid)
+        t.say("alice (XMPP)", f"message from {msg['from'].bare}: {msg['body']}")
+
+        t.section("Alice leaves her PC: MSN messages reach her phone by SMS")
+        alice.send_presence(ptype="unavailable")
+        alice.send_presence(pto=msn_jid, ptype="unavailable")
+        psm = await bob_gets(PersonalMessageChanged, lambda e: e.handle == ALICE_MSN and bool(e.text))
+        t.say("bob (MSN)", f"Alice is online, personal message: {psm.text!r}")
+        before = len(smsc.submits)
+        await bob.send_message(ALICE_MSN, "Are you coming tonight?")
+        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(before, ALICE_PHONE))
+
+        t.section("Alice answers from her phone; the reply reaches Bob on MSN")
+        await smsc.inject_mo(ALICE_PHONE[1:], "2020", "Yes! Leaving now.")
+        got = await bob_gets(MessageReceived)
+        t.say("bob (MSN)", f"message from {got.sender}: {got.text}")
+        before = len(smsc.submits)
+        await smsc.inject_mo(ALICE_PHONE[1:], "2020", "/who")
+        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(before, ALICE_PHONE))
+
+        t.section("One buddy, two routes: Carol's MSN contact linked to her phone")
+        assert world.gateway is not None and world.gateway.store is not None
+        store = world.gateway.store
+        sub = await store.subscriber_by_account("sms", ALICE_PHONE)
+        assert sub is not None
+        await store.link_phone(sub.id, "msn", CAROL_MSN, CAROL_PHONE)  # as `passerelle contact link` does
+        alice.send_presence()
+        alice.send_presence(pto=msn_jid)
+        await asyncio.sleep(1.0)
+        before = len(smsc.submits)
+        alice.send_message(mto=JID(carol_jid), mbody="Carol, are you there?", mtype="chat")
+        t.say(
+            f"carol's phone {CAROL_PHONE}", await phone_gets(before, CAROL_PHONE) + "  (Carol is not on MSN)"
+        )
+        await smsc.inject_mo(CAROL_PHONE[1:], ALICE_PHONE[1:], "On my way!")
+        msg = await alice.next_message(from_bare=carol_jid)
+        t.say(
+            "alice (XMPP)",
+            f"message from {msg['from'].bare}: {msg['body']}  (an SMS, shown as Carol's MSN contact)",
+        )
+    finally:
+        await bob.close()
 
 
 async def playground(world: World) -> None:
@@ -159,6 +287,7 @@ async def playground(world: World) -> None:
     print("\n== The world stays up: try it yourself ==")
     print(f"XMPP server: 127.0.0.1 port {world.prosody.c2s_port}, no TLS, plain auth")
     print(f"Account: alice@{DOMAIN}  password: demo   (also bob@{DOMAIN} / demo)")
+    print(f"MSN: bob@escargot.test is online in Alice's roster via msn.{DOMAIN}")
     print(f"Text a phone from XMPP: write to +33698765432@sms.{DOMAIN}")
     print(f"Play Bob's phone here: type a line to text Alice ({ALICE_PHONE}); Ctrl-C stops everything.\n")
     seen = len(smsc.submits)

@@ -110,3 +110,11 @@ async def test_demo_story_runs_non_interactively() -> None:
     assert "Your Passerelle code is" in text
     assert "bob's phone +33698765432 | SMS from +33612345678: Hi Bob! Dinner at 8? 🍝" in text
     assert "alice (XMPP) | message from +33698765432@sms.demo.test: Sure, see you there!" in text
+    assert "bob (MSN) | message from alice@escargot.test: Hello from XMPP!" in text
+    assert "alice (XMPP) | message from bob\\40escargot.test@msn.demo.test: Hi Alice, MSN here." in text
+    assert "bob (MSN) | Alice is online, personal message: 'On mobile'" in text
+    assert "alice's phone +33612345678 | SMS from 2020: Bob: Are you coming tonight?" in text
+    assert "bob (MSN) | message from alice@escargot.test: Yes! Leaving now." in text
+    assert "SMS from 2020: Online: Bob" in text
+    assert "carol's phone +33611223344 | SMS from 33612345678: Carol, are you there?" in text
+    assert "message from carol\\40escargot.test@msn.demo.test: On my way!" in text

@@ -346,7 +346,9 @@ class SmsTransport:
         else:
             source = numbers.msisdn_digits(account.legacy_id)
             source_ton, source_npi = numbers.TON_INTERNATIONAL, numbers.NPI_E164
-        meta = {k: item.payload.get(k, "") for k in ("from", "id", "receipt")}
+        meta = {
+            k: item.payload.get(k, "") for k in ("from", "id", "receipt", "reply_network", "reply_contact")
+        }
         for seq, short_message in enumerate(encoded.short_messages(ref), start=1):
             if seq in done:
                 continue
@@ -563,6 +565,8 @@ class SmsTransport:
                 ok,
                 bool(part.meta.get("receipt")),
                 reason,
+                str(part.meta.get("reply_network", "")),
+                str(part.meta.get("reply_contact", "")),
             )
         )
 
