@@ -251,6 +251,9 @@ class Bridge:
         transport = self.transports[network]
         if transition.came_online:
             await transport.start_session(sub, account, await self.store.account_secret(sub.id, network))
+            await self.store.make_due(
+                f"xmpp:{network}", sub.id, self.clock()
+            )  # forwards waiting: to XMPP now
         elif transition.went_offline:
             if network == "msn" and await self.convergence.went_away(sub):
                 self._wake_xmpp[network].set()

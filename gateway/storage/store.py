@@ -491,6 +491,13 @@ class Store:
             "UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id = ?", (next_attempt, item_id)
         )
 
+    async def make_due(self, network: str, subscriber_id: int, now: float) -> None:
+        """Everything queued for ``subscriber_id`` on ``network`` is due now (a route changed)."""
+        await self._w.write(
+            "UPDATE outbox SET next_attempt = ? WHERE network = ? AND subscriber_id = ? AND state = 'queued'",
+            (now, network, subscriber_id),
+        )
+
     async def complete(self, item_id: int) -> None:
         await self._w.write("DELETE FROM outbox WHERE id = ?", (item_id,))
 
