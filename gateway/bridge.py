@@ -576,8 +576,9 @@ class Bridge:
                             action = SendXmppMessage(to, local, body, item.dedup_key, nick)
                             stanzas.append((item, component.build_message(action)))
                     if await component.handover([s for _, s in stanzas]):
-                        for item in {i.id: i for i, _ in stanzas}.values():
-                            await self.store.complete(item.id)
+                        handed = list({i.id for i, _ in stanzas})
+                        await self.store.complete_many(handed)
+                        for _ in handed:
                             self.counters.bump(self.counters.to_xmpp, network)
                         delay = 0.0
                     else:

@@ -498,6 +498,10 @@ class Store:
             (now, network, subscriber_id),
         )
 
+    async def complete_many(self, item_ids: Sequence[int]) -> None:
+        """Remove delivered messages in one transaction."""
+        await self._w.write_many("DELETE FROM outbox WHERE id = ?", [(i,) for i in item_ids])
+
     async def complete(self, item_id: int) -> None:
         await self._w.write("DELETE FROM outbox WHERE id = ?", (item_id,))
 
