@@ -78,6 +78,8 @@ class EchoTransport:
         name, password = form.get("username", ""), form.get("password", "")
         if not name or not password:
             raise UserError("bad-form", reason="Both the user name and the password are required.")
+        if name == "explode":
+            raise RuntimeError("boom: internal detail the user must not see")
         if password == "wrong":
             raise UserError("bad-credentials", reason="The echo network refused this password.")
         return Linked(name, password)

@@ -142,7 +142,7 @@ async def migrate(db: aiosqlite.Connection, target: int = LATEST) -> list[int]:
         await db.executescript(
             "BEGIN IMMEDIATE;\n" + MIGRATIONS[version - 1] + f"\nPRAGMA user_version = {version};\nCOMMIT;"
         )
-        log.info("database migrated to schema version %d", version)
+        log.warning("database migrated to schema version %d", version)  # shown by every command
         applied.append(version)
     return applied
 
@@ -300,7 +300,15 @@ class Store:
     async def remove_subscriber(self, subscriber_id: int) -> None:
         """Delete the subscriber and, by cascade, everything stored about them."""
         self.forget_cached()
-        await self._w.write("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+        sub = await self._read_subscriber(subscriber_id)
+        await self._w.write_group(
+            [  # what is not removed by cascade: state keyed by JID or by a bare id
+                ("DELETE FROM sms_codes WHERE jid = ?", (str(sub.jid) if sub and sub.jid else "",)),
+                ("DELETE FROM sms_sent WHERE subscriber_id = ?", (subscriber_id,)),
+                ("DELETE FROM sms_usage WHERE subscriber_id = ?", (subscriber_id,)),
+                ("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)),
+            ]
+        )
 
     # -- accounts ---------------------------------------------------------------------
 

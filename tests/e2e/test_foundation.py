@@ -209,3 +209,15 @@ async def test_survives_prosody_restart(prosody: Prosody, gateway: RunningGatewa
 async def _until(predicate: object) -> None:
     while not predicate():  # type: ignore[operator]
         await asyncio.sleep(0.05)
+
+
+async def test_unexpected_failure_is_internal_error_with_a_logged_reference(
+    gateway: RunningGateway, alice: ScriptedUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    condition, text = await error_of(register(alice, username="explode"))
+    assert condition == "internal-server-error"
+    assert "boom" not in text and "internal detail" not in text
+    ref = text.split("reference ")[1].split()[0]
+    assert any(ref in r.getMessage() for r in caplog.records), "the reference must be in the log"
+    # the component keeps serving
+    await register(alice)
