@@ -155,11 +155,10 @@ class SmsTables:
                 (bump, (hour, subscriber_id, parts, item_key, now)),
                 (bump, (day, subscriber_id, parts, item_key, now)),
                 (bump, (day, 0, parts, item_key, now)),
-            ]
+            ],
+            savepoint=False,  # sms_sent's key was checked above; one conversation sends at a time
         )
-        async with self._db.execute("SELECT at FROM sms_sent WHERE item_key = ?", (item_key,)) as cur:
-            row = await cur.fetchone()
-        return result.rowcount > 0 and row is not None and row[0] == now
+        return result.rowcounts[0] == 1
 
     async def usage(self, subscriber_id: int, now: float) -> tuple[int, int]:
         """Parts sent in the current clock hour and UTC day."""

@@ -24,6 +24,7 @@ Params = Sequence[Any]
 class WriteResult:
     lastrowid: int | None
     rowcount: int
+    rowcounts: tuple[int, ...] = ()  # per statement, for groups
 
 
 @dataclass
@@ -31,6 +32,7 @@ class _Op:
     statements: list[tuple[str, Params]]
     many: bool
     future: asyncio.Future[WriteResult]
+    savepoint: bool = True
 
 
 class GroupWriter:
@@ -54,13 +56,18 @@ class GroupWriter:
     async def write_many(self, sql: str, rows: Iterable[Params]) -> WriteResult:
         return await self._submit([(sql, row) for row in rows], many=True)
 
-    async def write_group(self, statements: Sequence[tuple[str, Params]]) -> WriteResult:
-        """Several statements that commit together (in the same transaction)."""
-        return await self._submit(list(statements), many=True)
+    async def write_group(
+        self, statements: Sequence[tuple[str, Params]], *, savepoint: bool = True
+    ) -> WriteResult:
+        """Several statements that commit together (in the same transaction). Without a
+        savepoint (statements that cannot violate a constraint) the group costs fewer calls."""
+        return await self._submit(list(statements), many=True, savepoint=savepoint)
 
-    async def _submit(self, statements: list[tuple[str, Params]], many: bool) -> WriteResult:
+    async def _submit(
+        self, statements: list[tuple[str, Params]], many: bool, savepoint: bool = True
+    ) -> WriteResult:
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Op(statements, many, future))
+        self._pending.append(_Op(statements, many, future, savepoint))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return await future
@@ -93,20 +100,21 @@ class GroupWriter:
 
     async def _run(self, op: _Op) -> WriteResult | BaseException:
         """One operation; a constraint failure fails it alone (SQLite rolls back the statement)."""
-        rowcount = 0
+        counts: list[int] = []
         lastrowid: int | None = None
+        guarded = op.many and op.savepoint
         try:
-            if op.many:
+            if guarded:
                 await self._db.execute("SAVEPOINT op")
             for sql, params in op.statements:
                 cur = await self._db.execute(sql, params)
-                rowcount += max(cur.rowcount, 0)
+                counts.append(max(cur.rowcount, 0))
                 lastrowid = cur.lastrowid
-            if op.many:
+            if guarded:
                 await self._db.execute("RELEASE op")
         except sqlite3.IntegrityError as exc:
-            if op.many:
+            if guarded:
                 await self._db.execute("ROLLBACK TO op")
                 await self._db.execute("RELEASE op")
             return exc
-        return WriteResult(lastrowid, rowcount)
+        return WriteResult(lastrowid, sum(counts), tuple(counts))
