@@ -36,5 +36,9 @@ demo: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
+# The property-based tests with many more examples than the suite's fixed-seed run.
+fuzz: $(STAMP) system-deps
+	PASSERELLE_FUZZ_EXAMPLES=2000 $(BIN)/pytest -q tests/fuzz
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -306,6 +306,11 @@ class Store:
                 ("DELETE FROM sms_codes WHERE jid = ?", (str(sub.jid) if sub and sub.jid else "",)),
                 ("DELETE FROM sms_sent WHERE subscriber_id = ?", (subscriber_id,)),
                 ("DELETE FROM sms_usage WHERE subscriber_id = ?", (subscriber_id,)),
+                (  # parts of unfinished multi-part SMS to their number
+                    "DELETE FROM sms_mo_parts WHERE destination IN (SELECT ltrim(legacy_id, '+') "
+                    "FROM accounts WHERE subscriber_id = ? AND network = 'sms')",
+                    (subscriber_id,),
+                ),
                 ("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)),
             ]
         )

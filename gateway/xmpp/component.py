@@ -34,6 +34,7 @@ from gateway.core.events import PresenceKind, XmppPresenceReceived
 from gateway.core.model import Presence, Show
 from gateway.errors import UserError, new_reference
 from gateway.transport import FormField
+from gateway.xmltext import xml_text
 from gateway.xmpp import forms, privilege
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ NS_NICK = "http://jabber.org/protocol/nick"
 NS_PING = "urn:xmpp:ping"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 ROSTER_BATCH = 250
+
 _KINDS: dict[str, PresenceKind] = {
     k: k
     for k in ("available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe")
@@ -158,10 +160,11 @@ class GatewayComponent(ComponentXMPP):
 
     def _error_reply(self, stanza: Iq | Message, exc: UserError) -> None:
         reply = stanza.reply(clear=True)
+        reply["id"] = stanza["id"]  # the error must name the stanza it answers (RFC 6120 §8.3.1)
         reply["type"] = "error"
         reply["error"]["type"] = exc.type
         reply["error"]["condition"] = exc.condition
-        reply["error"]["text"] = exc.text
+        reply["error"]["text"] = xml_text(exc.text)
         reply.send()
 
     def _check_sender(self, jid: JID) -> BareJid:
@@ -359,20 +362,23 @@ class GatewayComponent(ComponentXMPP):
             if action.presence.show not in (Show.AVAILABLE, Show.UNAVAILABLE):
                 pres["show"] = action.presence.show.value
             if action.presence.status:
-                pres["status"] = action.presence.status
+                pres["status"] = xml_text(action.presence.status)
         if action.nick:
             nick = ET.SubElement(pres.xml, f"{{{NS_NICK}}}nick")
-            nick.text = action.nick
+            nick.text = xml_text(action.nick)
         pres.send()
 
     def build_message(self, action: SendXmppMessage) -> Message:
         msg = self.make_message(
-            mto=str(action.to), mfrom=self.contact_jid(action.contact), mbody=action.body, mtype="chat"
+            mto=str(action.to),
+            mfrom=self.contact_jid(action.contact),
+            mbody=xml_text(action.body),
+            mtype="chat",
         )
         msg["id"] = action.dedup_key[-64:]
         ET.SubElement(msg.xml, f"{{{NS_CHATSTATES}}}active")
         if action.nick:
-            ET.SubElement(msg.xml, f"{{{NS_NICK}}}nick").text = action.nick
+            ET.SubElement(msg.xml, f"{{{NS_NICK}}}nick").text = xml_text(action.nick)
         return msg
 
     def send_chat_state(self, action: SendXmppChatState) -> None:
@@ -388,7 +394,7 @@ class GatewayComponent(ComponentXMPP):
         msg["id"] = msg_id
         msg["error"]["type"] = exc.type
         msg["error"]["condition"] = exc.condition
-        msg["error"]["text"] = exc.text
+        msg["error"]["text"] = xml_text(exc.text)
         msg.send()
 
     def send_receipt(self, to: FullJid | BareJid, contact: str, msg_id: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from gateway.core.model import RosterEntry
+from gateway.xmltext import xml_text
 
 NS_PRIVILEGE = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
 NS_ROSTER = "jabber:iq:roster"
@@ -60,10 +61,14 @@ def roster_query(entries: Iterable[RosterEntry], domain: str, remove: Iterable[s
         item = ET.SubElement(
             query,
             f"{{{NS_ROSTER}}}item",
-            {"jid": f"{entry.localpart}@{domain}", "name": entry.name, "subscription": entry.subscription},
+            {
+                "jid": f"{entry.localpart}@{domain}",
+                "name": xml_text(entry.name),
+                "subscription": entry.subscription,
+            },
         )
         for group in entry.groups:
-            ET.SubElement(item, f"{{{NS_ROSTER}}}group").text = group
+            ET.SubElement(item, f"{{{NS_ROSTER}}}group").text = xml_text(group)
     for local in remove:
         ET.SubElement(query, f"{{{NS_ROSTER}}}item", {"jid": f"{local}@{domain}", "subscription": "remove"})
     return query

@@ -37,6 +37,7 @@ from .ns_events import (
     ListSynced,
     NsEvent,
     OwnFriendlyNameChanged,
+    PeerViolation,
     PersonalMessageChanged,
     PresenceChanged,
     ServerClosed,
@@ -147,6 +148,7 @@ class MsnSession:
         self._closing = False
         self._backlog: list[NsEvent] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.violations = 0  # input from the server that was dropped (logged, counted)
         self.presence: dict[str, Status] = {}
 
     def _now(self) -> float:
@@ -204,7 +206,11 @@ class MsnSession:
     async def _run(self) -> None:
         attempts = 0
         while True:
-            reason = await self._read_ns()
+            try:
+                reason = await self._read_ns()
+            except Exception:
+                log.exception("%s: notification server input could not be handled", self.config.handle)
+                reason = "unreadable input from the notification server"
             if self._closing:
                 return
             if isinstance(reason, SignedOutElsewhere):
@@ -292,6 +298,9 @@ class MsnSession:
             await self._emit(event)
         elif isinstance(event, CommandFailed):
             log.info("%s: server error %s for %s", self.config.handle, event.reason, event.command)
+        elif isinstance(event, PeerViolation):
+            self.violations += 1
+            log.info("%s: dropped input from the notification server: %s", self.config.handle, event.reason)
 
     async def _drop_connection(self) -> None:
         for waiter in self._waiters.values():

@@ -47,10 +47,10 @@ class ContactBook:
             else:
                 bare.append(word)
         handle = fields.get("N", "")
-        if not handle or not bare or not bare[0].isdigit():
+        if not handle or not bare or not (bare[0].isascii() and bare[0].isdigit()):
             return
         # Some servers put a network id (digits) between the mask and the group guids.
-        groups = next((w for w in bare[1:] if not w.isdigit()), "")
+        groups = next((w for w in bare[1:] if not (w.isascii() and w.isdigit())), "")
         self.contacts[handle.lower()] = Contact(
             handle,
             url_decode(fields.get("F", handle)),

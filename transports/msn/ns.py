@@ -260,7 +260,7 @@ class NotificationConnection:
             case "XFR":
                 return self._on_xfr(cmd)
             case "SYN":
-                counts = [int(a) if a.isdigit() else 0 for a in (cmd.arg(2), cmd.arg(3))]
+                counts = [int(a) if _digits(a) else 0 for a in (cmd.arg(2), cmd.arg(3))]
                 self._expected = (counts[0], counts[1])
                 self._sync_deadline = now + self._sync_timeout
                 self._maybe_first_chg()
@@ -297,7 +297,7 @@ class NotificationConnection:
                 return [Invited(cmd.arg(0), host, port, cmd.arg(3), cmd.arg(4), url_decode(cmd.arg(5)))]
             case "QNG":
                 self._pong_deadline = None
-                hint = int(cmd.arg(0)) if cmd.arg(0).isdigit() else 0
+                hint = int(cmd.arg(0)) if _digits(cmd.arg(0)) else 0
                 interval = min(self._ping_interval, hint) if hint > 0 else self._ping_interval
                 self._next_ping = now + interval
                 return []
@@ -408,9 +408,14 @@ class NotificationConnection:
         status = Status.parse(cmd.arg(0))
         if status is None:
             return [PeerViolation(f"{cmd.name} with unknown status {cmd.arg(0)!r}")]
-        caps = int(cmd.arg(3)) if cmd.arg(3).isdigit() else None
+        caps = int(cmd.arg(3)) if _digits(cmd.arg(3)) else None
         return [
             PresenceChanged(
                 cmd.arg(1), status, url_decode(cmd.arg(2, cmd.arg(1))), caps, initial=cmd.name == "ILN"
             )
         ]
+
+
+def _digits(word: str) -> bool:
+    """ASCII decimal digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
+    return word.isascii() and word.isdigit()

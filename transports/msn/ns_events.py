@@ -236,4 +236,5 @@ def split_host_port(text: str, default_port: int = 1863) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host:
         return text, default_port
-    return host, int(port) if port.isdigit() else default_port
+    number = int(port) if port.isascii() and port.isdigit() else default_port
+    return host, number if 0 < number < 65536 else default_port
