@@ -32,7 +32,7 @@ from transports.sms.encoding import decode_text
 from transports.sms.fake_smsc import FakeSmsc
 
 pytestmark = pytest.mark.e2e
-ALICE_NUMBER, BOB_NUMBER = "33612345678", "33698765432"
+ALICE_NUMBER, BOB_NUMBER, DAN_NUMBER = "33612345678", "33698765432", "33600000001"
 MSN = f"msn.{DOMAIN}"
 ALICE_HANDLE = "alice@escargot.test"
 
@@ -50,9 +50,20 @@ def users() -> list[dict[str, Any]]:
                 {"handle": "carol@escargot.test", "lists": ["FL", "AL"]},
             ],
         },
-        {"handle": "bob@escargot.test", "password": "bob pw", "friendly_name": "Bob Ébène", "contacts": back},
+        {
+            "handle": "bob@escargot.test",
+            "password": "bob pw",
+            "friendly_name": "Bob Ébène",
+            "contacts": [*back, {"handle": "dan@escargot.test", "lists": ["FL", "AL"]}],
+        },
         {"handle": "bobby@escargot.test", "password": "bobby pw", "friendly_name": "Bobby", "contacts": back},
         {"handle": "carol@escargot.test", "password": "carol pw", "friendly_name": "Carol", "contacts": back},
+        {  # dan has no XMPP account: an SMS-only subscriber
+            "handle": "dan@escargot.test",
+            "password": "dan pw",
+            "friendly_name": "Dan",
+            "contacts": [{"handle": "bob@escargot.test", "lists": ["FL", "AL"]}],
+        },
     ]
 
 
@@ -108,6 +119,9 @@ async def world(prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
     sub = await setup.add_subscriber(BareJid.parse(f"alice@{DOMAIN}"), time.time())
     await setup.set_account(sub.id, "sms", "+" + ALICE_NUMBER, None, time.time())
     await setup.set_account(sub.id, "msn", ALICE_HANDLE, "alice pw", time.time())
+    dan = await setup.add_subscriber(None, time.time())
+    await setup.set_account(dan.id, "sms", "+" + DAN_NUMBER, None, time.time())
+    await setup.set_account(dan.id, "msn", "dan@escargot.test", "dan pw", time.time())
     await setup.close()
     gateway = Gateway(config)
     bridge = await gateway.start()
@@ -221,3 +235,55 @@ async def test_linked_buddy_is_one_contact_with_an_sms_route(world: World, proso
         assert msg["body"] == "calling now"
     finally:
         await alice.close()
+
+
+async def test_sms_only_subscriber_chats_with_msn(world: World) -> None:
+    bob = await bob_online(world)
+    try:
+        await bob.wait_for(
+            lambda e: (
+                isinstance(e, PersonalMessageChanged)
+                and e.handle == "dan@escargot.test"
+                and e.text == "On mobile"
+            ),
+            timeout=15,
+        )
+        sent = len(world.smsc.submits)
+        assert (await bob.session.send_message("dan@escargot.test", "hi Dan")).ok
+        assert await world.phone_receives(DAN_NUMBER, sent) == "Bob: hi Dan"
+        mark = bob.mark()
+        await world.smsc.inject_mo(DAN_NUMBER, "2020", "hello Bob")
+        got = await bob.wait_for(lambda e: isinstance(e, MessageReceived), since=mark, timeout=15)
+        assert got.text == "hello Bob" and got.sender == "dan@escargot.test"
+    finally:
+        await bob.session.close()
+
+
+async def test_gateway_restart_mid_forward_loses_and_duplicates_nothing(world: World) -> None:
+    bob = await bob_online(world)
+    try:
+        await bob.wait_for(
+            lambda e: (
+                isinstance(e, PersonalMessageChanged) and e.handle == ALICE_HANDLE and e.text == "On mobile"
+            ),
+            timeout=15,
+        )
+        world.smsc.stop_answering(True)  # the SMSC hangs: the forwards wait in the outbox
+        sent = len(world.smsc.submits)
+        for n in range(3):
+            assert (await bob.session.send_message(ALICE_HANDLE, f"forward {n}")).ok
+        await asyncio.sleep(1.5)
+        await world.gateway.stop()
+        world.smsc.stop_answering(False)
+        await world.smsc.drop_connections()
+        restarted = Gateway(world.gateway.config)
+        bridge = await restarted.start()
+        world.gateway = restarted
+        await asyncio.wait_for(bridge.components["msn"].online.wait(), 10)
+        wanted = {f"Bob: forward {n}" for n in range(3)}
+        await world.smsc.wait_until(lambda: wanted <= set(world.texts_to(ALICE_NUMBER, sent)), 30)
+        await asyncio.sleep(1.0)
+        texts = world.texts_to(ALICE_NUMBER, sent)
+        assert sorted(texts) == sorted(wanted)  # each once
+    finally:
+        await bob.session.close()
