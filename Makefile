@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench fuzz clean system-deps
+.PHONY: test demo lint bench fuzz clean system-deps faults
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,3 +42,9 @@ fuzz: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The fault-injection suite (not part of `make test`: it takes minutes). 1,000 messages per
+# direction per case, as the reliability issue asks; PASSERELLE_FAULT_MESSAGES=200 for a
+# quicker run. Needs root for the disk-full case (a small tmpfs).
+faults: $(STAMP) system-deps
+	PASSERELLE_FAULTS=1 PASSERELLE_FAULT_MESSAGES=$${PASSERELLE_FAULT_MESSAGES:-1000} $(BIN)/pytest -q -s tests/faults
