@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
@@ -283,18 +284,27 @@ class Bridge:
             route, destination = await self.convergence.route(sub.id, legacy_id)
             if route != network:
                 payload["reply_network"], payload["reply_contact"] = network, legacy_id
-        item = await self.store.enqueue(
+        try:
+            item = await self._enqueue_message(route, sub.id, key, destination, payload, now)
+        except sqlite3.Error:
+            log.error("cannot store a message from %s: the database refused the write", sender.bare)
+            raise UserError("storage-full") from None
+        if item is None:
+            log.info("duplicate message %s from %s ignored", msg_id, sender.bare)
+        self._wake[route].set()
+
+    async def _enqueue_message(
+        self, route: str, subscriber_id: int, key: str, destination: str, payload: dict[str, Any], now: float
+    ) -> int | None:
+        return await self.store.enqueue(
             network=route,
-            subscriber_id=sub.id,
+            subscriber_id=subscriber_id,
             dedup_key=key,
             destination=destination,
             payload=payload,
             now=now,
             expires=now + self.transports[route].message_ttl_s,
         )
-        if item is None:
-            log.info("duplicate message %s from %s ignored", msg_id, sender.bare)
-        self._wake[route].set()
 
     async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None:
         sub = await self._subscriber(sender.bare)
