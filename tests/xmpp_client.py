@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import Any
 
-from slixmpp import ClientXMPP
 from slixmpp.stanza import Iq, Message, Presence
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-_SSL = ssl.create_default_context()
+from gateway.devtools.client import LoopbackClient
 
 
-class ScriptedUser(ClientXMPP):  # type: ignore[misc]
+class ScriptedUser(LoopbackClient):
     def __init__(self, jid: str, password: str, port: int) -> None:
-        super().__init__(
-            jid,
-            password,
-            sasl_mech="PLAIN",
-            plugin_config={"feature_mechanisms": {"unencrypted_plain": True}},
-        )
-        self.enable_direct_tls = False
-        self.enable_starttls = False
-        self.enable_plaintext = True
-        self.ssl_context = _SSL
-        self.port = port
+        super().__init__(jid, password, port)
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.presences: asyncio.Queue[Presence] = asyncio.Queue()
         self.roster_pushes: asyncio.Queue[Iq] = asyncio.Queue()

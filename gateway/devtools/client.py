@@ -15,7 +15,9 @@ from slixmpp.xmlstream.matcher import MatchXPath
 _SSL = ssl.create_default_context()
 
 
-class DemoUser(ClientXMPP):
+class LoopbackClient(ClientXMPP):
+    """A slixmpp client for a throwaway Prosody: plaintext loopback, PLAIN, one shared CA store."""
+
     def __init__(self, jid: str, password: str, port: int) -> None:
         super().__init__(
             jid,
@@ -28,6 +30,11 @@ class DemoUser(ClientXMPP):
         self.enable_plaintext = True
         self.ssl_context = _SSL
         self.port = port
+
+
+class DemoUser(LoopbackClient):
+    def __init__(self, jid: str, password: str, port: int) -> None:
+        super().__init__(jid, password, port)
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.presences: asyncio.Queue[Presence] = asyncio.Queue()
         self.ready = asyncio.Event()
