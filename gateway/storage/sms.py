@@ -7,16 +7,25 @@ messages and of sent messages survive restarts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import aiosqlite
-
+from gateway.storage.reader import Reader, first
 from gateway.storage.writer import GroupWriter
+
+SENT_CACHE_TTL_S = 10.0  # as the store's identity cache: another process's change is seen by then
+SENT_CACHE_SIZE = 50000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +74,10 @@ def _hash(code: str, salt: bytes) -> bytes:
 class SmsTables:
     """Methods over the SMS tables; obtained from :attr:`Store.sms`."""
 
-    def __init__(self, db: aiosqlite.Connection, writer: GroupWriter) -> None:
-        self._db = db
+    def __init__(self, reader: Reader, writer: GroupWriter) -> None:
+        self._r = reader
         self._w = writer
+        self._sent = SentCache()
 
     # -- verification codes -------------------------------------------------------------
 
@@ -82,19 +92,19 @@ class SmsTables:
         )
 
     async def pending_code(self, jid: str) -> PendingCode | None:
-        async with self._db.execute(
-            "SELECT msisdn, expires, attempts FROM sms_codes WHERE jid = ?", (jid,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first(
+            await self._r.execute("SELECT msisdn, expires, attempts FROM sms_codes WHERE jid = ?", (jid,))
+        )
         return PendingCode(row[0], row[1], row[2]) if row else None
 
     async def check_code(self, jid: str, msisdn: str, code: str, now: float, max_attempts: int) -> str:
         """``ok``, ``wrong``, ``expired``, ``exhausted`` or ``none``. Counts the attempt first."""
         await self._w.write("UPDATE sms_codes SET attempts = attempts + 1 WHERE jid = ?", (jid,))
-        async with self._db.execute(
-            "SELECT msisdn, code_hash, salt, expires, attempts FROM sms_codes WHERE jid = ?", (jid,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first(
+            await self._r.execute(
+                "SELECT msisdn, code_hash, salt, expires, attempts FROM sms_codes WHERE jid = ?", (jid,)
+            )
+        )
         if row is None or row[0] != msisdn:
             return "none"
         if row[3] <= now:
@@ -118,56 +128,18 @@ class SmsTables:
         else interleaves, so concurrent sends cannot exceed a quota. Counting the same
         item twice (a retry) is a no-op returning True.
         """
-        async with self._db.execute("SELECT 1 FROM sms_sent WHERE item_key = ?", (item_key,)) as cur:
-            if await cur.fetchone():
-                return True
-        hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
-        used = "(SELECT COALESCE((SELECT parts FROM sms_usage WHERE bucket = ? AND subscriber_id = ?), 0))"
-        bump = (
-            "INSERT INTO sms_usage (bucket, subscriber_id, parts) SELECT ?, ?, ? "
-            "WHERE (SELECT at FROM sms_sent WHERE item_key = ?) = ? "
-            "ON CONFLICT (bucket, subscriber_id) DO UPDATE SET parts = parts + excluded.parts"
+        return await self._w.run(
+            partial(_count_send, key=item_key, sub=subscriber_id, parts=parts, now=now, limits=limits)
         )
-        result = await self._w.write_group(
-            [
-                (
-                    f"INSERT INTO sms_sent (item_key, subscriber_id, parts, at) SELECT ?, ?, ?, ? "
-                    f"WHERE {used} + ? <= ? AND {used} + ? <= ? AND {used} + ? <= ?",
-                    (
-                        item_key,
-                        subscriber_id,
-                        parts,
-                        now,
-                        hour,
-                        subscriber_id,
-                        parts,
-                        limits.per_hour,
-                        day,
-                        subscriber_id,
-                        parts,
-                        limits.per_day,
-                        day,
-                        0,
-                        parts,
-                        limits.global_per_day,
-                    ),
-                ),
-                (bump, (hour, subscriber_id, parts, item_key, now)),
-                (bump, (day, subscriber_id, parts, item_key, now)),
-                (bump, (day, 0, parts, item_key, now)),
-            ],
-            savepoint=False,  # sms_sent's key was checked above; one conversation sends at a time
-        )
-        return result.rowcounts[0] == 1
 
     async def usage(self, subscriber_id: int, now: float) -> tuple[int, int]:
         """Parts sent in the current clock hour and UTC day."""
         hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
-        async with self._db.execute(
+        rows = await self._r.execute(
             "SELECT bucket, parts FROM sms_usage WHERE subscriber_id = ? AND bucket IN (?, ?)",
             (subscriber_id, hour, day),
-        ) as cur:
-            found = {row[0]: int(row[1]) for row in await cur.fetchall()}
+        )
+        found = {row[0]: int(row[1]) for row in rows}
         return found.get(hour, 0), found.get(day, 0)
 
     async def prune(self, before: float) -> None:
@@ -193,8 +165,10 @@ class SmsTables:
         )
 
     async def mo_parts(self) -> list[StoredPart]:
-        async with self._db.execute("SELECT * FROM sms_mo_parts ORDER BY received_at") as cur:
-            return [StoredPart(*row) for row in await cur.fetchall()]
+        return [
+            StoredPart(*row)
+            for row in await self._r.execute("SELECT * FROM sms_mo_parts ORDER BY received_at")
+        ]
 
     async def drop_mo_parts(self, source: str, destination: str, reference: int, total: int) -> None:
         await self._w.write(
@@ -205,6 +179,11 @@ class SmsTables:
     # -- sent parts and receipts -----------------------------------------------------------
 
     async def record_sent(self, part: SentPart, now: float) -> None:
+        with self._sent.record(part.smsc_id):
+            await self._record_sent(part, now)
+            self._sent.put(dataclasses.replace(part, state="sent"))  # as stored
+
+    async def _record_sent(self, part: SentPart, now: float) -> None:
         await self._w.write(
             "INSERT OR REPLACE INTO sms_parts_sent VALUES (?, ?, ?, 'sent', ?, ?, ?, ?)",
             (
@@ -219,38 +198,189 @@ class SmsTables:
         )
 
     async def sent_seqs(self, item_key: str) -> set[int]:
-        async with self._db.execute("SELECT seq FROM sms_parts_sent WHERE item_key = ?", (item_key,)) as cur:
-            return {row[0] for row in await cur.fetchall()}
+        rows = await self._r.execute("SELECT seq FROM sms_parts_sent WHERE item_key = ?", (item_key,))
+        return {row[0] for row in rows}
 
     async def sent_part_by_id(self, candidates: tuple[str, ...]) -> SentPart | None:
-        for smsc_id in candidates:
-            async with self._db.execute("SELECT * FROM sms_parts_sent WHERE smsc_id = ?", (smsc_id,)) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                return SentPart(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
-        return None
+        """The part sent under the first of ``candidates`` that has one.
+
+        A receipt usually comes seconds after its submit: the part recorded by this process
+        is then found in memory (when its record is being committed, once it is); otherwise
+        (after a restart, or later) in the database, all candidates in one query."""
+        if not candidates:
+            return None
+        recording = self._sent.recording(candidates[0])
+        if recording is not None:
+            await asyncio.shield(recording)
+        cached = self._sent.get(candidates[0])  # the exact form wins: only it can be taken from memory
+        if cached is not None:
+            return cached
+        row = first(
+            await self._r.execute(
+                "SELECT p.* FROM json_each(?) AS c JOIN sms_parts_sent AS p ON p.smsc_id = c.value "
+                "ORDER BY c.key LIMIT 1",
+                (json.dumps(candidates),),
+            )
+        )
+        if row is None:
+            return None
+        return SentPart(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
 
     async def mark_part(self, item_key: str, seq: int, state: str) -> list[str]:
         """Set one part's final state; return the states of all parts of that message."""
-        await self._w.write(
-            "UPDATE sms_parts_sent SET state = ? WHERE item_key = ? AND seq = ?", (state, item_key, seq)
-        )
-        async with self._db.execute(
-            "SELECT state FROM sms_parts_sent WHERE item_key = ? ORDER BY seq", (item_key,)
-        ) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        states = await self._w.run(partial(_mark_part, key=item_key, seq=seq, state=state))
+        self._sent.set_state(item_key, seq, state)
+        return states
+
+    async def finish_part(self, item_key: str, seq: int, state: str) -> list[str]:
+        """:meth:`mark_part`, and when every part of the message is then ``ok``, its
+        :meth:`forget_sent` in the same transaction (one write instead of two)."""
+        states = await self._w.run(partial(_mark_part, key=item_key, seq=seq, state=state, forget=True))
+        if states and all(s == "ok" for s in states):
+            self._sent.drop(item_key)
+        else:
+            self._sent.set_state(item_key, seq, state)
+        return states
 
     async def forget_sent(self, item_key: str) -> None:
         await self._w.write("DELETE FROM sms_parts_sent WHERE item_key = ?", (item_key,))
+        self._sent.drop(item_key)
+
+    def forget_cached(self) -> None:
+        """Drop the sent parts kept in memory (after a subscriber's rows were deleted)."""
+        self._sent.clear()
 
     # -- inbound de-duplication -------------------------------------------------------------
 
+    async def seen_since(self, key: str, since: float) -> bool:
+        """Whether a sighting of ``key`` at ``since`` or later is recorded (by
+        :meth:`first_time`). A read: nothing is written, so nothing waits for a commit."""
+        rows = await self._r.execute("SELECT 1 FROM seen WHERE dedup_key = ? AND at >= ?", (key, since))
+        return bool(rows)
+
     async def first_time(self, key: str, now: float, window: float) -> bool:
         """True unless ``key`` was seen less than ``window`` seconds ago (then a redelivery)."""
-        cur = await self._w.write("INSERT OR IGNORE INTO seen (dedup_key, at) VALUES (?, ?)", (key, now))
-        if cur.rowcount == 1:
-            return True
-        cur = await self._w.write(
-            "UPDATE seen SET at = ? WHERE dedup_key = ? AND at < ?", (now, key, now - window)
-        )
-        return cur.rowcount == 1
+        return await self._w.run(partial(_first_time, key=key, now=now, window=window))
+
+
+# -- run on the database thread, inside the writer's transaction (GroupWriter.run) ----------------
+
+
+def _count_send(
+    conn: sqlite3.Connection, *, key: str, sub: int, parts: int, now: float, limits: Quota
+) -> bool:
+    if conn.execute("SELECT 1 FROM sms_sent WHERE item_key = ?", (key,)).fetchone():
+        return True  # a retry: counted already
+    hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
+    used = "(SELECT COALESCE((SELECT parts FROM sms_usage WHERE bucket = ? AND subscriber_id = ?), 0))"
+    checks = (
+        (hour, sub, parts, limits.per_hour),
+        (day, sub, parts, limits.per_day),
+        (day, 0, parts, limits.global_per_day),
+    )
+    cur = conn.execute(
+        f"INSERT INTO sms_sent (item_key, subscriber_id, parts, at) SELECT ?, ?, ?, ? "
+        f"WHERE {used} + ? <= ? AND {used} + ? <= ? AND {used} + ? <= ?",
+        (key, sub, parts, now, *(value for check in checks for value in check)),
+    )
+    if cur.rowcount != 1:
+        return False  # a limit would be passed
+    bump = (
+        "INSERT INTO sms_usage (bucket, subscriber_id, parts) VALUES (?, ?, ?) "
+        "ON CONFLICT (bucket, subscriber_id) DO UPDATE SET parts = parts + excluded.parts"
+    )
+    for bucket, who in ((hour, sub), (day, sub), (day, 0)):
+        conn.execute(bump, (bucket, who, parts))
+    return True
+
+
+def _mark_part(
+    conn: sqlite3.Connection, *, key: str, seq: int, state: str, forget: bool = False
+) -> list[str]:
+    conn.execute("UPDATE sms_parts_sent SET state = ? WHERE item_key = ? AND seq = ?", (state, key, seq))
+    rows = conn.execute("SELECT state FROM sms_parts_sent WHERE item_key = ? ORDER BY seq", (key,))
+    states = [row[0] for row in rows]
+    if forget and states and all(s == "ok" for s in states):
+        conn.execute("DELETE FROM sms_parts_sent WHERE item_key = ?", (key,))
+    return states
+
+
+def _first_time(conn: sqlite3.Connection, *, key: str, now: float, window: float) -> bool:
+    cur = conn.execute("INSERT OR IGNORE INTO seen (dedup_key, at) VALUES (?, ?)", (key, now))
+    if cur.rowcount == 1:
+        return True
+    cur = conn.execute("UPDATE seen SET at = ? WHERE dedup_key = ? AND at < ?", (now, key, now - window))
+    return cur.rowcount == 1
+
+
+class SentCache:
+    """Sent parts recorded by this process, by SMSC message id, for :attr:`SENT_CACHE_TTL_S`.
+
+    Only what was committed goes in, and every change this process makes to those rows
+    (record again, mark, forget, a subscriber's removal) is applied to it; the database
+    stays the reference for anything older or not found here. A part whose record is being
+    committed can be waited for (:meth:`recording`)."""
+
+    def __init__(self, ttl: float = SENT_CACHE_TTL_S, size: int = SENT_CACHE_SIZE) -> None:
+        self._ttl, self._size = ttl, size
+        self._by_id: dict[str, tuple[float, SentPart]] = {}
+        self._ids: dict[str, dict[int, str]] = {}  # item_key -> seq -> the SMSC id of that part
+        self._recording: dict[str, asyncio.Future[None]] = {}
+
+    def recording(self, smsc_id: str) -> asyncio.Future[None] | None:
+        """Done once the record of the part sent under ``smsc_id`` (in progress) is over."""
+        return self._recording.get(smsc_id)
+
+    @contextlib.contextmanager
+    def record(self, smsc_id: str) -> Iterator[None]:
+        done = asyncio.get_running_loop().create_future()
+        self._recording[smsc_id] = done
+        try:
+            yield
+        finally:
+            if self._recording.get(smsc_id) is done:
+                del self._recording[smsc_id]
+            done.set_result(None)
+
+    def put(self, part: SentPart) -> None:
+        if len(self._by_id) >= self._size:
+            self.clear()
+        parts = self._ids.setdefault(part.item_key, {})
+        replaced = parts.get(part.seq)
+        if replaced is not None and replaced != part.smsc_id:  # sent again: the old id is gone
+            self._pop(replaced, part.item_key)
+        parts[part.seq] = part.smsc_id
+        self._by_id[part.smsc_id] = (time.monotonic() + self._ttl, part)
+
+    def get(self, smsc_id: str) -> SentPart | None:
+        hit = self._by_id.get(smsc_id)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            self._pop(smsc_id, hit[1].item_key)
+            return None
+        return hit[1]
+
+    def set_state(self, item_key: str, seq: int, state: str) -> None:
+        smsc_id = self._ids.get(item_key, {}).get(seq)
+        hit = self._by_id.get(smsc_id) if smsc_id is not None else None
+        if hit is not None and (hit[1].item_key, hit[1].seq) == (item_key, seq):
+            self._by_id[hit[1].smsc_id] = (hit[0], dataclasses.replace(hit[1], state=state))
+
+    def drop(self, item_key: str) -> None:
+        for smsc_id in self._ids.pop(item_key, {}).values():
+            self._pop(smsc_id, item_key)
+
+    def _pop(self, smsc_id: str, item_key: str) -> None:
+        """Forget the entry under ``smsc_id`` if it is a part of ``item_key`` (an SMSC may
+        give an id out again: the entry may be another message's by now)."""
+        hit = self._by_id.get(smsc_id)
+        if hit is not None and hit[1].item_key == item_key:
+            del self._by_id[smsc_id]
+            parts = self._ids.get(item_key, {})
+            if parts.get(hit[1].seq) == smsc_id:
+                del parts[hit[1].seq]
+
+    def clear(self) -> None:
+        self._by_id.clear()
+        self._ids.clear()

@@ -7,6 +7,7 @@ methods when a deployment outgrows one machine. SQL is only ever built with para
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,12 +23,14 @@ import aiosqlite
 from gateway.addressing import BareJid
 from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
+from gateway.storage.reader import Reader, first
 from gateway.storage.sms import SmsTables
 from gateway.storage.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 CACHE_TTL_S = 10.0  # changes made by another process (the CLI) are seen within this time
 CACHE_SIZE = 50000
+OUTBOX_MEMO_SIZE = 20000  # outbox items kept while their message waits
 
 
 class StorageError(Exception):
@@ -107,20 +110,37 @@ def _contact(row: sqlite3.Row) -> Contact:
     )
 
 
-def _outbox(row: sqlite3.Row) -> OutboxItem:
-    return OutboxItem(
-        row["id"],
-        row["network"],
-        row["subscriber_id"],
-        row["dedup_key"],
-        row["destination"],
-        json.loads(row["payload"]),
-        row["state"],
-        row["attempts"],
-        row["next_attempt"],
-        row["created"],
-        row["expires"],
-    )
+class _OutboxRows:
+    """Outbox rows to :class:`OutboxItem`, for queries that name the columns in the order of
+    its fields (``SELECT id, network, ..., expires``): read by position, as a look-up by name
+    costs more than the rest of the row.
+
+    The outbox is scanned again and again while messages wait (each worker round reads every
+    conversation's head), so the item made from a row is kept and given again while the row
+    is unchanged. Items are frozen; their payload must be treated as read-only too (a payload
+    found changed is not given again: the item is made anew from the stored text)."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[tuple[Any, ...], dict[str, Any], OutboxItem]] = {}
+
+    def item(self, row: sqlite3.Row) -> OutboxItem:
+        values = tuple(row)
+        hit = self._items.get(values[0])
+        if hit is not None and hit[0] == values and hit[2].payload == hit[1]:
+            return hit[2]
+        if len(self._items) >= OUTBOX_MEMO_SIZE:
+            self._items.clear()
+        stored = json.loads(values[5])
+        (item_id, network, sub, key, destination, _, state, attempts, at, created, expires) = values
+        item = OutboxItem(
+            item_id, network, sub, key, destination, dict(stored), state, attempts, at, created, expires
+        )
+        self._items[values[0]] = (values, stored, item)
+        return item
+
+    def forget(self, item_ids: Sequence[int]) -> None:
+        for item_id in item_ids:
+            self._items.pop(item_id, None)
 
 
 async def schema_version(db: aiosqlite.Connection) -> int:
@@ -147,15 +167,34 @@ async def migrate(db: aiosqlite.Connection, target: int = LATEST) -> list[int]:
     return applied
 
 
+def _writer_connection(path: Path) -> sqlite3.Connection:
+    """The group writer's own connection (opened on its thread): same pragmas as the store's.
+    The store's aiosqlite connection reads (and migrates); this one makes every other write."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+async def _close(db: aiosqlite.Connection, writer: GroupWriter | None) -> None:
+    if writer is not None:
+        await writer.close()  # every acknowledged write is committed first
+    await db.close()
+
+
 class Store:
     """Async access to one database file. Use :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, db: aiosqlite.Connection, cipher: Cipher | None) -> None:
+    def __init__(self, db: aiosqlite.Connection, writer: GroupWriter, cipher: Cipher | None) -> None:
         self._db = db
         self._cipher = cipher
-        self._w = GroupWriter(db)
+        self._w = writer
+        self._r = Reader(db)
+        self._outbox = _OutboxRows()
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
-        self.sms = SmsTables(db, self._w)
+        self.sms = SmsTables(self._r, self._w)
 
     @classmethod
     async def open(cls, path: Path, cipher: Cipher | None, *, upgrade: bool = True) -> Store:
@@ -171,39 +210,50 @@ class Store:
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open the database ({exc})") from None
         db.row_factory = sqlite3.Row
+        writer: GroupWriter | None = None
         try:
             await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA synchronous = FULL")  # the writer's connection: the same
             await db.execute("PRAGMA foreign_keys = ON")
             await db.execute("PRAGMA busy_timeout = 5000")
             version = await schema_version(db)
             if version < LATEST and not upgrade:
                 raise StorageError(f"{path}: schema version {version} needs `passerelle db upgrade`")
             await migrate(db)
-            store = cls(db, cipher)
+            writer = await GroupWriter.start(functools.partial(_writer_connection, path))
+            store = cls(db, writer, cipher)
             if cipher is not None:
                 await store._check_key()
             return store
         except sqlite3.DatabaseError as exc:
-            await db.close()
+            await _close(db, writer)
             raise StorageError(f"{path}: not a usable Passerelle database ({exc})") from None
         except BaseException:
-            await db.close()
+            await _close(db, writer)
             raise
 
     async def close(self) -> None:
-        await self._w.drain()
-        await self._db.close()
+        await _close(self._db, self._w)
+        log.info(
+            "database closed: %d writes in %d transactions; %d reads",
+            self._w.writes,
+            self._w.commits,
+            self._r.hops,
+        )
 
     @property
     def commit_stats(self) -> tuple[int, int]:
         """(transactions committed, writes in them): the group-commit factor."""
         return self._w.commits, self._w.writes
 
+    @property
+    def db_hops(self) -> int:
+        """Hand-overs to the database threads so far: one per read, one per write batch."""
+        return self._r.hops + self._w.hops
+
     async def _check_key(self) -> None:
         assert self._cipher is not None
-        async with self._db.execute("SELECT value FROM meta WHERE key = 'key_check'") as cur:
-            row = await cur.fetchone()
+        row = first(await self._r.execute("SELECT value FROM meta WHERE key = 'key_check'"))
         if row is None:
             await self._w.write(
                 "INSERT INTO meta (key, value) VALUES ('key_check', ?)", (self._cipher.encrypt("passerelle"),)
@@ -269,27 +319,24 @@ class Store:
         return Subscriber(cur.lastrowid, jid, now, {})
 
     async def _read_subscriber(self, subscriber_id: int) -> Subscriber | None:
-        async with self._db.execute("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)) as cur:
-            row = await cur.fetchone()
+        row = first(await self._r.execute("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)))
         return _subscriber(row) if row else None
 
     async def _read_subscriber_by_jid(self, jid: BareJid) -> Subscriber | None:
-        async with self._db.execute("SELECT * FROM subscribers WHERE jid = ?", (str(jid),)) as cur:
-            row = await cur.fetchone()
+        row = first(await self._r.execute("SELECT * FROM subscribers WHERE jid = ?", (str(jid),)))
         return _subscriber(row) if row else None
 
     async def _read_subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
-        async with self._db.execute(
+        rows = await self._r.execute(
             "SELECT s.* FROM subscribers s JOIN accounts a ON a.subscriber_id = s.id "
             "WHERE a.network = ? AND a.legacy_id = ?",
             (network, legacy_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = first(rows)
         return _subscriber(row) if row else None
 
     async def subscribers(self) -> list[Subscriber]:
-        async with self._db.execute("SELECT * FROM subscribers ORDER BY id") as cur:
-            return [_subscriber(row) for row in await cur.fetchall()]
+        return [_subscriber(row) for row in await self._r.execute("SELECT * FROM subscribers ORDER BY id")]
 
     async def update_settings(self, subscriber_id: int, settings: dict[str, Any]) -> None:
         self.forget_cached()
@@ -314,6 +361,7 @@ class Store:
                 ("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)),
             ]
         )
+        self.sms.forget_cached()  # their sent parts went with them (by cascade)
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -344,20 +392,19 @@ class Store:
         return Account(subscriber_id, network, legacy_id, blob is not None, now)
 
     async def _read_account(self, subscriber_id: int, network: str) -> Account | None:
-        async with self._db.execute(
+        rows = await self._r.execute(
             "SELECT * FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return _account(row)
+        )
+        return _account(rows[0]) if rows else None
 
     async def account_secret(self, subscriber_id: int, network: str) -> str | None:
         """The decrypted secret; raises the key error when the key does not match."""
-        async with self._db.execute(
-            "SELECT secret FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first(
+            await self._r.execute(
+                "SELECT secret FROM accounts WHERE subscriber_id = ? AND network = ?",
+                (subscriber_id, network),
+            )
+        )
         if row is None or row[0] is None:
             return None
         if self._cipher is None:
@@ -365,10 +412,10 @@ class Store:
         return self._cipher.decrypt(row[0])
 
     async def accounts(self, network: str | None = None) -> list[Account]:
-        async with self._db.execute(
+        rows = await self._r.execute(
             "SELECT * FROM accounts WHERE ? IS NULL OR network = ? ORDER BY subscriber_id", (network, network)
-        ) as cur:
-            return [_account(r) for r in await cur.fetchall()]
+        )
+        return [_account(r) for r in rows]
 
     async def remove_account(self, subscriber_id: int, network: str) -> None:
         self.forget_cached()
@@ -412,12 +459,13 @@ class Store:
         )
 
     async def contact_by_phone(self, subscriber_id: int, network: str, phone: str) -> Contact | None:
-        async with self._db.execute(
-            "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? AND phone = ? "
-            "ORDER BY phone_manual DESC LIMIT 1",
-            (subscriber_id, network, phone),
-        ) as cur:
-            row = await cur.fetchone()
+        row = first(
+            await self._r.execute(
+                "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? AND phone = ? "
+                "ORDER BY phone_manual DESC LIMIT 1",
+                (subscriber_id, network, phone),
+            )
+        )
         return _contact(row) if row else None
 
     async def set_last_correspondent(self, subscriber_id: int, legacy_id: str, now: float) -> None:
@@ -429,18 +477,18 @@ class Store:
         )
 
     async def last_correspondent(self, subscriber_id: int) -> tuple[str, float] | None:
-        async with self._db.execute(
-            "SELECT last_from, last_at FROM conversations WHERE subscriber_id = ?", (subscriber_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first(
+            await self._r.execute(
+                "SELECT last_from, last_at FROM conversations WHERE subscriber_id = ?", (subscriber_id,)
+            )
+        )
         return (row[0], row[1]) if row else None
 
     async def contacts(self, subscriber_id: int, network: str) -> list[Contact]:
-        async with self._db.execute(
+        rows = await self._r.execute(
             "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? ORDER BY legacy_id",
             (subscriber_id, network),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_contact(r) for r in rows]
 
     async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None:
@@ -472,31 +520,43 @@ class Store:
 
     async def conversation_heads(self, network: str, limit: int) -> list[OutboxItem]:
         """The oldest message of each conversation (subscriber, destination), oldest first."""
-        async with self._db.execute(
-            "SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE network = ? "
-            "GROUP BY subscriber_id, destination) ORDER BY id LIMIT ?",
+        rows = await self._r.execute(
+            "SELECT id, network, subscriber_id, dedup_key, destination, payload, state, attempts, "
+            "next_attempt, created, expires FROM outbox WHERE id IN "
+            "(SELECT MIN(id) FROM outbox WHERE network = ? GROUP BY subscriber_id, destination) "
+            "ORDER BY id LIMIT ?",
             (network, limit),
-        ) as cur:
-            return [_outbox(r) for r in await cur.fetchall()]
+        )
+        return [self._outbox.item(r) for r in rows]
 
     async def due(self, network: str, now: float, limit: int = 100) -> list[OutboxItem]:
-        async with self._db.execute(
-            "SELECT * FROM outbox WHERE network = ? AND state = 'queued' AND next_attempt <= ? "
-            "ORDER BY id LIMIT ?",
+        rows = await self._r.execute(
+            "SELECT id, network, subscriber_id, dedup_key, destination, payload, state, attempts, "
+            "next_attempt, created, expires FROM outbox "
+            "WHERE network = ? AND state = 'queued' AND next_attempt <= ? ORDER BY id LIMIT ?",
             (network, now, limit),
-        ) as cur:
-            return [_outbox(r) for r in await cur.fetchall()]
+        )
+        return [self._outbox.item(r) for r in rows]
 
     async def outbox_items(self, network: str | None = None, limit: int = -1) -> list[OutboxItem]:
-        async with self._db.execute(
-            "SELECT * FROM outbox WHERE ? IS NULL OR network = ? ORDER BY id LIMIT ?",
+        rows = await self._r.execute(
+            "SELECT id, network, subscriber_id, dedup_key, destination, payload, state, attempts, "
+            "next_attempt, created, expires FROM outbox WHERE ? IS NULL OR network = ? ORDER BY id LIMIT ?",
             (network, network, limit),
-        ) as cur:
-            return [_outbox(r) for r in await cur.fetchall()]
+        )
+        return [self._outbox.item(r) for r in rows]
 
     async def mark_sending(self, item_id: int) -> None:
         await self._w.write(
             "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (item_id,)
+        )
+
+    async def mark_sending_many(self, item_ids: Sequence[int]) -> None:
+        """:meth:`mark_sending` for several messages, in one statement."""
+        await self._w.write(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1 "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(item_ids)),),
         )
 
     async def reschedule(self, item_id: int, next_attempt: float) -> None:
@@ -512,11 +572,15 @@ class Store:
         )
 
     async def complete_many(self, item_ids: Sequence[int]) -> None:
-        """Remove delivered messages in one transaction."""
-        await self._w.write_many("DELETE FROM outbox WHERE id = ?", [(i,) for i in item_ids])
+        """Remove delivered messages in one transaction (one statement)."""
+        await self._w.write(
+            "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(item_ids)),)
+        )
+        self._outbox.forget(item_ids)
 
     async def complete(self, item_id: int) -> None:
         await self._w.write("DELETE FROM outbox WHERE id = ?", (item_id,))
+        self._outbox.forget((item_id,))
 
     async def requeue_interrupted(self) -> int:
         """After a restart: put messages caught mid-send back in the queue; count them."""
@@ -525,7 +589,6 @@ class Store:
 
     async def outbox_stats(self) -> tuple[int, float | None]:
         """(depth, creation time of the oldest message)."""
-        async with self._db.execute("SELECT COUNT(*), MIN(created) FROM outbox") as cur:
-            row = await cur.fetchone()
+        row = first(await self._r.execute("SELECT COUNT(*), MIN(created) FROM outbox"))
         assert row is not None
         return int(row[0]), row[1]
