@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,12 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 RETRY_CAP_S = 60.0
 OUTBOX_SCAN = 2000  # conversations looked at per round (the oldest first)
+XMPP_BATCH = 500  # network → XMPP messages handed over per round
+AWAY_GRACE_S = 8.0  # without an XMPP client this long, a subscriber is away: MSN messages go by SMS
 ROUND_GATHER_S = 0.002
 FLUSH_S = 3.0  # at shutdown, how long sends under way may take to finish
+STORE_RETRY_S = 0.5  # first pause after the database refused an outbox state change
+STORE_RETRY_CAP_S = 4.0  # longest pause between tries of a refused state change
 
 
 @dataclass
@@ -69,6 +73,64 @@ class Counters:
 
     def bump(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
+
+
+@dataclass
+class _Parked:
+    """An outbox item whose last state change the database refused."""
+
+    queue: str
+    until: float  # not tried again before this time
+    failures: int = 0
+    settled: bool = False  # delivered, or failed and answered: only its removal is owed
+
+
+class Parking:
+    """What the database could not record about outbox items, kept in memory: a delivered
+    message whose removal was refused is never sent again (its removal is retried), and an
+    item whose reschedule was refused waits in memory instead of being retried in a loop.
+
+    Bounded by the items the rounds try (one head per conversation, one batch of the XMPP
+    queues); an entry goes as soon as a write about its item succeeds. Lost at a restart:
+    a delivered item then goes out again (``requeue_interrupted``), as after a crash.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.items: dict[int, _Parked] = {}
+
+    def settled(self, item_id: int) -> bool:
+        parked = self.items.get(item_id)
+        return parked is not None and parked.settled
+
+    def due_at(self, item_id: int) -> float | None:
+        parked = self.items.get(item_id)
+        return None if parked is None else parked.until
+
+    def park(self, item_id: int, queue: str, *, settled: bool = False, until: float = 0.0) -> _Parked:
+        parked = self.items.setdefault(item_id, _Parked(queue, 0.0))
+        parked.failures += 1
+        parked.settled = parked.settled or settled
+        pause = min(STORE_RETRY_CAP_S, STORE_RETRY_S * 2 ** min(parked.failures - 1, 16))
+        parked.until = max(self.clock() + pause, until)
+        return parked
+
+    def clear(self, item_id: int) -> None:
+        self.items.pop(item_id, None)
+
+    def next_due(self, queue: str, default: float) -> float:
+        """Seconds until the next parked item of ``queue`` may be tried (at most ``default``)."""
+        now = self.clock()
+        waits = [p.until - now for p in self.items.values() if p.queue == queue and p.until > now]
+        return max(STORE_RETRY_S / 5, min([default, *waits]))
+
+    def forget_missing(self, queue: str, present: set[int]) -> None:
+        """Drop the entries of items no longer in the outbox (removed by other means)."""
+        for item_id in [i for i, p in self.items.items() if p.queue == queue and i not in present]:
+            del self.items[item_id]
+
+    def settled_ids(self) -> list[int]:
+        return [i for i, p in self.items.items() if p.settled]
 
 
 class Bridge:
@@ -88,9 +150,16 @@ class Bridge:
         self._wake_xmpp = {name: asyncio.Event() for name in transports}
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight: set[tuple[int | None, str]] = set()
+        self._sends_ended = 0  # sends finished so far (a clock for _ended_at)
+        # per network: conversation -> the value of _sends_ended when its last send ended
+        self._ended_at: dict[str, dict[tuple[int | None, str], int]] = {n: {} for n in transports}
         self.accepting = True
         self.convergence = Convergence(self, clock)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.parking = Parking(clock)
+        self._away_since: dict[BareJid, float] = {}  # subscribers whose last XMPP client left
+        self._confirming: dict[str, asyncio.Future[bool]] = {}  # per component: the next ping
+        self._started = clock()
 
     def wake(self, network: str) -> None:
         """New work in the ``network`` outbox."""
@@ -105,6 +174,7 @@ class Bridge:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._started = self.clock()
         self.counters.replayed = await self.store.requeue_interrupted()
         if self.counters.replayed:
             log.warning(
@@ -122,6 +192,7 @@ class Bridge:
                 for action in xep0100.shutdown(await self._registered_users(name)):
                     component.send_xmpp_presence(action)
         await self._drain(FLUSH_S)
+        await self._remove_settled()
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -137,6 +208,17 @@ class Bridge:
             await asyncio.sleep(0.05)
         if self._in_flight:
             log.warning("%d sends still under way at shutdown; resumed at next start", len(self._in_flight))
+
+    async def _remove_settled(self) -> None:
+        """Last try to remove what was delivered but not removed (else it is sent again at
+        the next start)."""
+        for item_id in self.parking.settled_ids():
+            try:
+                await self.store.complete(item_id)
+            except Exception as exc:
+                log.error("delivered message %d not removed (%s): sent again at restart", item_id, exc)
+            else:
+                self._forget(item_id)
 
     async def _registered_users(self, network: str) -> list[BareJid]:
         users = []
@@ -244,6 +326,7 @@ class Bridge:
 
     async def _track(self, network: str, event: XmppPresenceReceived, sub: Subscriber | None) -> None:
         transition = self.resources[network].update(event.sender, event.presence)
+        self._note_away(event.sender.bare)
         if sub is None:
             return
         account = await self.store.account(sub.id, network)
@@ -264,6 +347,22 @@ class Bridge:
             await transport.set_presence(sub.id, transition.aggregate)
         self._wake[network].set()
         self._wake_xmpp[network].set()
+
+    def _note_away(self, jid: BareJid) -> None:
+        """Since when none of ``jid``'s XMPP clients is online (for :meth:`_texting_from`)."""
+        if any(book.is_online(jid) for book in self.resources.values()):
+            self._away_since.pop(jid, None)
+        else:
+            self._away_since.setdefault(jid, self.clock())
+
+    def _texting_from(self, sub: Subscriber) -> float:
+        """From when MSN messages for a subscriber without an XMPP client go by SMS: after
+        AWAY_GRACE_S away (or since the gateway started, before their presence is known),
+        so that a client reconnecting, or a restarting XMPP server, is not taken for the
+        subscriber leaving (the message would reach them twice: by SMS and on XMPP)."""
+        if sub.jid is None:
+            return 0.0  # SMS-only: nothing to wait for
+        return self._away_since.get(sub.jid, self._started) + AWAY_GRACE_S
 
     async def message_received(
         self, network: str, sender: FullJid, contact: str | None, body: str, msg_id: str, receipt: bool
@@ -338,7 +437,7 @@ class Bridge:
             case SessionStateChanged():
                 await self._session_state(event)
             case DeliveryReported():
-                self._delivery_reported(event)
+                await self._delivery_reported(event)
             case ServiceSmsReceived():
                 await self.convergence.service_sms(event)
 
@@ -449,21 +548,43 @@ class Bridge:
             SendXmppPresence(jid, local, "subscribe", nick=event.name)
         )
 
-    def _delivery_reported(self, event: DeliveryReported) -> None:
-        if not event.sender:
-            return  # a forward or a command reply: no XMPP sender to tell
+    async def _delivery_reported(self, event: DeliveryReported) -> None:
+        """A receipt or an error for the XMPP sender, confirmed by a ping on the same stream;
+        raises ConnectionError when it was not (the network's report is then refused, and
+        reported again: an SMSC delivers a receipt until it is acknowledged)."""
+        if not event.sender and not event.ok and event.reply_network == "msn" and event.reply_contact:
+            # a forward of an MSN message the SMS network could not deliver: tell the buddy
+            key = event.msg_id or event.legacy_id
+            await self.convergence.forward_undelivered(event.subscriber_id, event.reply_contact, key)
+            return
+        if not event.sender or (event.ok and not (event.receipt_requested and event.msg_id)):
+            return  # a forward, a command reply, or no receipt asked for: nobody to tell
         network = event.reply_network or event.network
         legacy = event.reply_contact or event.legacy_id
         component = self.components[network]
         sender = FullJid.parse(event.sender)
         local = self.transports[network].contact_localpart(legacy)
         if event.ok:
-            if event.receipt_requested and event.msg_id:
-                component.send_receipt(sender, local, event.msg_id)
-            return
-        self.counters.bump(self.counters.failed, event.network)
-        error = UserError("recipient-unavailable", reason=event.reason)
-        component.send_error_message(sender, local, event.msg_id, error)
+            component.send_receipt(sender, local, event.msg_id)
+        else:
+            self.counters.bump(self.counters.failed, event.network)
+            error = UserError("recipient-unavailable", reason=event.reason)
+            component.send_error_message(sender, local, event.msg_id, error)
+        if not await self._confirmed(network):
+            raise ConnectionError(f"the XMPP server did not confirm a delivery report to {sender.bare}")
+
+    async def _confirmed(self, network: str) -> bool:
+        """Whether what was just written on the component's stream reached the server: one
+        ping answered after it on the same stream, shared by whatever is written meanwhile."""
+        ping = self._confirming.get(network)
+        if ping is None:
+            ping = self._confirming[network] = asyncio.ensure_future(self._confirm_ping(network))
+        return await asyncio.shield(ping)
+
+    async def _confirm_ping(self, network: str) -> bool:
+        await asyncio.sleep(0)  # what is written in this instant shares the ping
+        del self._confirming[network]  # written after this point: the next ping
+        return await self.components[network].handover([])
 
     async def _session_state(self, event: SessionStateChanged) -> None:
         jid = await self._jid_of(event.subscriber_id)
@@ -499,15 +620,21 @@ class Bridge:
 
     async def _network_round(self, network: str, tasks: set[asyncio.Task[None]]) -> float:
         await asyncio.sleep(ROUND_GATHER_S)  # let completions and arrivals gather into one round
+        read_from = self._sends_ended
         items = await self.store.conversation_heads(network, OUTBOX_SCAN)
+        if len(items) < OUTBOX_SCAN:  # every conversation seen: the parking can be tidied
+            self.parking.forget_missing(network, {item.id for item in items})
+        ended = self._ended_at[network] = {c: n for c, n in self._ended_at[network].items() if n >= read_from}
         now = self.clock()
         heads = {(item.subscriber_id, item.destination): item for item in items}
         next_due = 5.0
         for conv, item in heads.items():
-            if conv in self._in_flight or item.state != "queued":
+            stale = conv in self._in_flight or conv in ended  # its send ended after the read began
+            due = None if stale else self._due_at(item)
+            if due is None:
                 continue
-            if item.next_attempt > now:
-                next_due = min(next_due, item.next_attempt - now)
+            if due > now:
+                next_due = min(next_due, due - now)
                 continue
             self._in_flight.add(conv)
             task = asyncio.ensure_future(self._send_one(network, conv, item))
@@ -515,30 +642,91 @@ class Bridge:
             task.add_done_callback(tasks.discard)
         return next_due
 
+    def _due_at(self, item: OutboxItem) -> float | None:
+        """When a conversation's head may be tried; None while a send has it ('sending')."""
+        parked = self.parking.due_at(item.id)
+        if parked is not None:  # its state in the database is stale
+            return parked
+        return item.next_attempt if item.state == "queued" else None
+
     async def _send_one(self, network: str, conv: tuple[int | None, str], item: OutboxItem) -> None:
         try:
-            if item.expires <= self.clock():
-                await self.store.complete(item.id)
-                self._report_failure(network, item, UserError("recipient-unavailable", reason=_expired(item)))
-                return
-            await self.store.mark_sending(item.id)
-            outcome = await self.transports[network].deliver(item)
-            match outcome:
-                case Delivered():
-                    await self.store.complete(item.id)
-                    self.counters.bump(self.counters.to_network, network)
-                case Retry(after_s=after):
-                    await self.store.reschedule(item.id, self.clock() + min(after, RETRY_CAP_S))
-                case Failed(error_key=key, params=params):
-                    await self.store.complete(item.id)
-                    self._report_failure(network, item, UserError(key, **params))
+            if self.parking.settled(item.id):
+                await self._remove(network, item)  # delivered already: only its removal is owed
+            else:
+                await self._send(network, item)
         except Exception:
-            log.exception("sending outbox message %d on %s failed; it stays queued", item.id, network)
-            with contextlib.suppress(Exception):
-                await self.store.reschedule(item.id, self.clock() + 5.0)
+            log.exception("sending outbox message %d on %s failed; tried again later", item.id, network)
+            self.parking.park(item.id, network)
         finally:
+            self._ended_at[network][conv] = self._sends_ended  # for rounds reading meanwhile
+            self._sends_ended += 1
             self._in_flight.discard(conv)
             self._wake[network].set()
+
+    async def _send(self, network: str, item: OutboxItem) -> None:
+        if item.expires <= self.clock():
+            await self._remove(network, item)
+            self._report_failure(network, item, UserError("recipient-unavailable", reason=_expired(item)))
+            return
+        if not await self._outbox_write(network, item, self.store.mark_sending(item.id), "mark sending"):
+            return  # nothing was sent: tried again after a pause
+        try:
+            outcome = await self.transports[network].deliver(item)
+        except Exception:
+            log.exception("sending outbox message %d on %s failed; it stays queued", item.id, network)
+            outcome = Retry(5.0, "internal error")
+        match outcome:
+            case Delivered():
+                self.counters.bump(self.counters.to_network, network)
+                await self._remove(network, item)
+            case Failed(error_key=key, params=params):
+                await self._remove(network, item)
+                self._report_failure(network, item, UserError(key, **params))
+            case Retry(after_s=after):
+                await self._reschedule(network, item, self.clock() + min(after, RETRY_CAP_S))
+
+    async def _reschedule(self, queue: str, item: OutboxItem, at: float) -> None:
+        await self._outbox_write(queue, item, self.store.reschedule(item.id, at), "reschedule", until=at)
+
+    async def _remove(self, queue: str, item: OutboxItem) -> None:
+        """Out of the outbox (delivered, or failed and answered). When the database refuses,
+        the item is remembered as settled: never sent again, its removal tried again."""
+        if await self._outbox_write(queue, item, self.store.complete(item.id), "remove", settled=True):
+            self._forget(item.id)
+
+    def _forget(self, item_id: int) -> None:
+        """An item left the outbox: what is kept in memory about it goes too (SQLite gives a
+        later message the same id once it is the highest one and gone)."""
+        self.parking.clear(item_id)
+        self.convergence.texted.pop(item_id, None)
+
+    async def _outbox_write(
+        self,
+        queue: str,
+        item: OutboxItem,
+        write: Awaitable[None],
+        what: str,
+        *,
+        settled: bool = False,
+        until: float = 0.0,
+    ) -> bool:
+        """One state change of ``item``. When the database refuses it, the item is parked in
+        memory (see :class:`Parking`) and tried again after a growing pause, not at once."""
+        try:
+            await write
+        except Exception as exc:
+            parked = self.parking.park(item.id, queue, settled=settled, until=until)
+            level = logging.ERROR if parked.failures == 1 else logging.DEBUG  # one line per item
+            log.log(
+                level, "outbox message %d: the database refused to %s it (%s); kept in memory, "
+                "tried again in %.1f s", item.id, what, exc, parked.until - self.clock(),
+            )  # fmt: skip
+            return False
+        if self.parking.due_at(item.id) is not None:
+            log.info("outbox message %d: the database took the change (%s)", item.id, what)
+            self.parking.clear(item.id)
+        return True
 
     def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> None:
         self.counters.bump(self.counters.failed, network)
@@ -560,44 +748,125 @@ class Bridge:
     async def _xmpp_worker(self, network: str) -> None:
         """Hand network → XMPP messages to the server, confirmed by a ping, in batches."""
         wake = self._wake_xmpp[network]
-        queue = f"xmpp:{network}"
         while True:
-            delay = 5.0
             wake.clear()
             try:
-                component = self.components.get(network)
-                items = await self.store.due(queue, self.clock(), limit=500)
-                if items and component is not None and component.online.is_set():
-                    stanzas = []
-                    for item in items:
-                        sub = await self.store.subscriber(item.subscriber_id) if item.subscriber_id else None
-                        if sub is not None and network == "msn" and not self.convergence.on_xmpp(sub):
-                            decision, after = await self.convergence.forward(item, sub)
-                            if decision == "wait":
-                                await self.store.reschedule(item.id, self.clock() + after)
-                                continue
-                        jid = sub.jid if sub else None
-                        if jid is None:  # SMS-only subscriber (or gone): nothing more to hand over
-                            await self.store.complete(item.id)
-                            continue
-                        local = self.transports[network].contact_localpart(item.destination)
-                        body, nick = str(item.payload["body"]), str(item.payload.get("nick", ""))
-                        for to in self._destinations(network, jid):
-                            action = SendXmppMessage(to, local, body, item.dedup_key, nick)
-                            stanzas.append((item, component.build_message(action)))
-                    if await component.handover([s for _, s in stanzas]):
-                        handed = list({i.id for i, _ in stanzas})
-                        await self.store.complete_many(handed)
-                        for _ in handed:
-                            self.counters.bump(self.counters.to_xmpp, network)
-                        delay = 0.0
-                    else:
-                        delay = 1.0
+                delay = await self._xmpp_round(network)
             except Exception:
                 log.exception("XMPP outbox round for %s failed; retrying", network)
                 delay = 1.0
             if delay:
                 await _sleep(wake, delay)
+
+    async def _xmpp_round(self, network: str) -> float:
+        """One batch; the pause before the next one. SMS forwards go on while the XMPP
+        server is away; the hand-over waits for it."""
+        component = self.components.get(network)
+        online = component if component is not None and component.online.is_set() else None
+        queue = f"xmpp:{network}"
+        items = await self.store.due(queue, self.clock(), limit=XMPP_BATCH)
+        if len(items) < XMPP_BATCH:  # every due item seen: the parking can be tidied
+            self.parking.forget_missing(queue, {item.id for item in items})
+        settled = [item for item in items if self.parking.settled(item.id)]
+        if settled:  # handed over already: only their removal is owed
+            await self._remove_handed(queue, settled)
+        now, done = self.clock(), {item.id for item in settled}
+        fresh = [i for i in items if i.id not in done and (self.parking.due_at(i.id) or 0.0) <= now]
+        stanzas = await self._stanzas_by_conversation(network, online, fresh)
+        if online is None:
+            return self.parking.next_due(queue, 1.0 if items else 5.0)  # woken when it is back
+        if not stanzas:  # all forwarded, waiting or parked: more may be due at once
+            return 0.0 if fresh else self.parking.next_due(queue, 5.0)
+        if not await online.handover([stanza for _, stanza in stanzas]):
+            return 1.0
+        handed = list({item.id: item for item, _ in stanzas}.values())
+        for _ in handed:
+            self.counters.bump(self.counters.to_xmpp, network)
+        await self._remove_handed(queue, handed)
+        return 0.0
+
+    async def _remove_handed(self, queue: str, items: list[OutboxItem]) -> None:
+        """Remove handed-over items in one transaction. When the database refuses, they are
+        parked as settled: never handed over again, their removal tried again."""
+        try:
+            await self.store.complete_many([item.id for item in items])
+        except Exception as exc:
+            first = [i for i in items if self.parking.park(i.id, queue, settled=True).failures == 1]
+            if first:
+                log.error("%d messages handed over to XMPP could not be removed (%s); kept in memory, "
+                          "not handed over again", len(first), exc)  # fmt: skip
+            return
+        for item in items:
+            self._forget(item.id)
+
+    async def _stanzas_by_conversation(
+        self, network: str, component: GatewayComponent | None, items: list[OutboxItem]
+    ) -> list[tuple[OutboxItem, Any]]:
+        """The stanzas of a batch: each conversation in order, the conversations side by side
+        (an SMS forward waits for the SMSC; the other conversations need not wait for it).
+        Without a component online, only what goes by SMS is done."""
+        conversations: dict[tuple[int | None, str], list[OutboxItem]] = {}
+        for item in items:
+            conversations.setdefault((item.subscriber_id, item.destination), []).append(item)
+
+        async def in_order(conversation: list[OutboxItem]) -> list[tuple[OutboxItem, Any]]:
+            return [s for item in conversation for s in await self._xmpp_stanzas(network, component, item)]
+
+        done = await asyncio.gather(*(in_order(c) for c in conversations.values()))
+        return [stanza for stanzas in done for stanza in stanzas]
+
+    async def _xmpp_stanzas(
+        self, network: str, component: GatewayComponent | None, item: OutboxItem
+    ) -> list[tuple[OutboxItem, Any]]:
+        """The stanzas for one item (one per online resource); none when it went another way
+        (forwarded by SMS, waiting, for a subscriber without XMPP, or no component online)."""
+        queue = f"xmpp:{network}"
+        try:
+            sub = await self.store.subscriber(item.subscriber_id) if item.subscriber_id else None
+            away = sub is not None and network == "msn" and not self.convergence.on_xmpp(sub)
+            if sub is not None and away and await self._away(queue, item, sub):
+                return []
+            if sub is None or sub.jid is None:  # SMS-only subscriber (or gone): nothing more to hand over
+                await self._remove(queue, item)
+                return []
+        except Exception:
+            log.exception("message %d for XMPP could not be handled; tried again later", item.id)
+            self.parking.park(item.id, queue)
+            return []
+        if component is None:
+            return []  # kept until the XMPP server is back
+        local = self.transports[network].contact_localpart(item.destination)
+        body, nick = str(item.payload["body"]), str(item.payload.get("nick", ""))
+        return [
+            (item, component.build_message(SendXmppMessage(to, local, body, item.dedup_key, nick)))
+            for to in self._destinations(network, sub.jid)
+        ]
+
+    async def _away(self, queue: str, item: OutboxItem, sub: Subscriber) -> bool:
+        """An MSN message for a subscriber with no XMPP client online. True when it is taken
+        care of here (held for a moment, texted, waiting); False when it goes to XMPP."""
+        texting_from = self._texting_from(sub)
+        if texting_from > self.clock():  # maybe only a client reconnecting: wait a little
+            await self._reschedule(queue, item, texting_from)
+            return True
+        return await self._forward(queue, item, sub)
+
+    async def _forward(self, queue: str, item: OutboxItem, sub: Subscriber) -> bool:
+        """By SMS if they want it (the convergence decides, and tells a buddy whose message
+        will not reach them). True when that settled it (waiting for a limit, or nowhere else
+        to go); False when it goes to XMPP as well (the server keeps it until a client is
+        back), as the convergence wants for a texted message."""
+        decision, after = await self.convergence.forward(item, sub)
+        match decision:
+            case "wait":
+                await self._reschedule(queue, item, self.clock() + after)
+            case "sent":
+                await self._remove(queue, item)
+            case _ if sub.jid is None:  # an SMS-only subscriber: nowhere else to keep it
+                await self._remove(queue, item)
+            case _:  # "texted" (kept on XMPP too) or "no"
+                return False
+        return True
 
     def _destinations(self, network: str, jid: BareJid) -> list[BareJid | FullJid]:
         """Every online resource (so each client shows the message), else the bare JID

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from gateway.core import convergence as rules
 from gateway.core.events import LegacyMessageReceived, ServiceSmsReceived
 from gateway.core.model import Presence, Show
+from gateway.errors import UserError
 from gateway.storage import OutboxItem, Subscriber
-from gateway.transport import Delivered, Failed, Retry
+from gateway.transport import Delivered, DeliveryOutcome, Failed, Retry
 
 if TYPE_CHECKING:
     from gateway.bridge import Bridge
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FL, AL = 1, 2
 GSM7_PART_CHARS = 153
-Decision = Literal["sent", "wait", "no"]
+Decision = Literal["texted", "sent", "wait", "no"]
+"""What :meth:`Convergence.forward` did: "texted" (by SMS, and to be handed to XMPP too, so
+the subscriber's clients show it later); "wait" (over the SMS limit, or the SMSC asked to
+retry); "no" (not texted: to XMPP only). "sent" (texted, and settled) is not used any more:
+what the phone received also reaches the subscriber's XMPP account."""
+TEXTED_KEPT = 10000
+TELL_AGAIN_S = 3600.0  # an automatic answer to a buddy is repeated at most this often
+LOST_TOLD_PER_MIN = 5  # answers about lost messages per buddy per minute (against answer loops)
 
 
 class Convergence:
@@ -34,7 +42,9 @@ class Convergence:
         self.clock = clock
         self.online: dict[tuple[int, str], bool] = {}  # MSN presence of each buddy
         self.recent: dict[tuple[int, str], list[float]] = {}  # forwards per buddy (loop breaker)
-        self.told_waiting: set[tuple[int, str]] = set()
+        self.told: dict[tuple[int, str, str], float] = {}  # (subscriber, buddy, kind): when told
+        self.lost_told: dict[tuple[int, str], list[float]] = {}  # (subscriber, buddy): answers, last minute
+        self.texted: dict[int, None] = {}  # outbox ids texted, their XMPP handover still owed
         self.breaker = rules.Breaker(limit=self.cfg.max_forwards_per_minute, window=60.0)
 
     @property
@@ -99,51 +109,134 @@ class Convergence:
     # -- MSN -> the subscriber's phone -------------------------------------------------------
 
     async def forward(self, item: OutboxItem, sub: Subscriber) -> tuple[Decision, float]:
-        """Decide (and do) the SMS forward of an MSN message for a subscriber away from XMPP."""
-        if item.payload.get("origin") == "sms" or not self.forwarding(sub) or not await self.eligible(sub.id):
+        """Decide (and do) the SMS forward of an MSN message for a subscriber away from XMPP.
+
+        Both "texted" and "no" hand the message to XMPP (the bare JID, as nobody is online:
+        the server's offline storage keeps it). A buddy whose message will not reach the
+        phone is told so, once per conversation. Idempotent: a texted message whose XMPP
+        handover is tried again is not texted again.
+        """
+        if item.payload.get("origin") == "sms" or not await self.eligible(sub.id):
             return "no", 0.0
-        handle = item.destination
-        contact = next((c for c in await self.b.store.contacts(sub.id, "msn") if c.legacy_id == handle), None)
-        if contact is None or not contact.list_bits & (FL | AL):
-            return "no", 0.0  # strangers wait for XMPP
+        if item.id in self.texted:
+            return "texted", 0.0
+        buddy = await self._buddy(sub.id, item.destination)
+        if buddy is None:
+            return "no", 0.0  # strangers wait for XMPP, and get no automatic answer
         now = self.clock()
+        why = self._held(sub, buddy.handle, now)
+        if why is not None:
+            if why == rules.STOPPED_WHY or sub.jid is None:  # a held loop waits for XMPP quietly
+                await self._tell_not_forwarded(sub, buddy.handle, why, item.dedup_key)
+            return "no", 0.0
+        return await self._text(item, sub, buddy, now)
+
+    async def _buddy(self, subscriber_id: int, handle: str) -> rules.Buddy | None:
+        """The sender as a buddy of the subscriber (on their forward or allow list), else None."""
+        for c in await self.b.store.contacts(subscriber_id, "msn"):
+            if c.legacy_id == handle and c.list_bits & (FL | AL):
+                return rules.Buddy(handle, c.name, phone=c.phone)
+        return None
+
+    def _held(self, sub: Subscriber, handle: str, now: float) -> str | None:
+        """Why a buddy's message is not texted now (STOP, or an auto-responder loop), or None."""
+        if not self.forwarding(sub):
+            return rules.STOPPED_WHY
         recent = [t for t in self.recent.get((sub.id, handle), []) if now - t < 60.0]
+        self.recent[(sub.id, handle)] = recent
         if not self.breaker.allows(recent, now):
             log.warning("forwards from %s look like an auto-responder loop; held for XMPP", handle)
-            return "no", 0.0
-        buddy = rules.Buddy(handle, contact.name, phone=contact.phone)
+            return rules.LOOP_WHY
+        return None
+
+    async def _text(
+        self, item: OutboxItem, sub: Subscriber, buddy: rules.Buddy, now: float
+    ) -> tuple[Decision, float]:
+        # the phone may answer as soon as the SMS is out: it answers this buddy from then on
+        previous = await self.b.store.last_correspondent(sub.id)
+        await self.b.store.set_last_correspondent(sub.id, buddy.handle, now)
+        outcome = await self._send_forward(item, sub, buddy)
+        if previous is not None and not isinstance(outcome, Delivered):
+            await self.b.store.set_last_correspondent(sub.id, *previous)
+        match outcome:
+            case Delivered():
+                self._texted(item.id)
+                self.recent[(sub.id, buddy.handle)].append(now)
+                self.told = {k: v for k, v in self.told.items() if k[:2] != (sub.id, buddy.handle)}
+                return "texted", 0.0
+            case Retry(after_s=after):
+                return "wait", after
+            case Failed(error_key="quota"):
+                await self._tell(sub, buddy.handle, "waiting", rules.waiting_text(), item.dedup_key)
+                return "wait", 3600 - now % 3600 + 1
+            case Failed(error_key=key, params=params):
+                why = UserError(key, **params).text
+                log.info("forward from %s refused by the SMS side: %s", buddy.handle, why)
+                await self._tell_not_forwarded(sub, buddy.handle, why, item.dedup_key, kind="refused")
+                return "no", 0.0
+
+    def _texted(self, item_id: int) -> None:
+        self.texted[item_id] = None
+        while len(self.texted) > TEXTED_KEPT:
+            del self.texted[next(iter(self.texted))]
+
+    async def _send_forward(self, item: OutboxItem, sub: Subscriber, buddy: rules.Buddy) -> DeliveryOutcome:
         sms_cfg = self.b.config.sms
         limit = GSM7_PART_CHARS * (sms_cfg.max_parts if sms_cfg else 1)
         text = rules.forward_text(buddy, str(item.payload.get("body", "")), limit)
         number = await self.msisdn(sub.id)
         assert number is not None
-        outcome = await self.b.transports["sms"].deliver(
-            _synthetic(item, f"fwd:{item.dedup_key}", number, {"body": text, "from_service": True})
-        )
-        match outcome:
-            case Delivered():
-                self.recent[(sub.id, handle)] = [*recent, now]
-                await self.b.store.set_last_correspondent(sub.id, handle, now)
-                return "sent", 0.0
-            case Retry(after_s=after):
-                return "wait", after
-            case Failed(error_key="quota"):
-                await self._tell_waiting(sub, handle, item)
-                return "wait", 3600 - now % 3600 + 1
-            case Failed():
-                return "no", 0.0
+        payload = {
+            "body": text,
+            "from_service": True,
+            "reply_network": "msn",
+            "reply_contact": buddy.handle,
+            "id": item.dedup_key,  # names the forward in its delivery receipt
+        }
+        forward = _synthetic(item, f"fwd:{item.dedup_key}", number, payload)
+        return await self.b.transports["sms"].deliver(forward)
 
-    async def _tell_waiting(self, sub: Subscriber, handle: str, item: OutboxItem) -> None:
-        """Once per conversation: the MSN sender learns the message will wait."""
-        if (sub.id, handle) in self.told_waiting:
+    async def forward_undelivered(self, subscriber_id: int, handle: str, key: str) -> None:
+        """The SMS network's final word on a forward of ``handle``'s message (a delivery
+        receipt): not delivered. The buddy is told (once per conversation when the message
+        was also handed to XMPP, else for each message). Called by the bridge on a failed
+        ``DeliveryReported`` without an XMPP sender whose ``reply_network`` is "msn"."""
+        sub = await self.b.store.subscriber(subscriber_id)
+        if sub is not None:
+            await self._tell_not_forwarded(sub, handle, rules.UNDELIVERED_WHY, key, kind="refused")
+
+    async def _tell_not_forwarded(
+        self, sub: Subscriber, handle: str, why: str, key: str, kind: str = ""
+    ) -> None:
+        kept = sub.jid is not None
+        text = rules.not_forwarded_text(why, kept=kept)
+        if kept:  # it waits for XMPP: once per conversation is enough
+            await self._tell(sub, handle, kind or why, text, key)
+        else:
+            await self._tell_lost(sub, handle, text, key)
+
+    async def _tell_lost(self, sub: Subscriber, handle: str, text: str, key: str) -> None:
+        """An SMS-only subscriber never gets this message: its sender is told, for each one.
+        At most LOST_TOLD_PER_MIN answers per buddy per minute, so that an auto-responder
+        answering the answers cannot keep a loop going."""
+        now = self.clock()
+        recent = [t for t in self.lost_told.get((sub.id, handle), []) if now - t < 60.0]
+        if len(recent) >= LOST_TOLD_PER_MIN:
+            self.lost_told[(sub.id, handle)] = recent
+            log.warning("more than %d lost messages from %s in a minute: not answered", len(recent), handle)
             return
-        self.told_waiting.add((sub.id, handle))
-        await self.send_msn(
-            sub.id,
-            handle,
-            "(automatic reply) I am away; I will get your message later.",
-            f"wait:{item.dedup_key}",
-        )
+        self.lost_told[(sub.id, handle)] = [*recent, now]
+        await self.send_msn(sub.id, handle, text, f"lost:{key}")
+
+    async def _tell(self, sub: Subscriber, handle: str, kind: str, text: str, key: str) -> None:
+        """An automatic MSN answer to ``handle``, once per conversation and kind: never
+        twice within ``TELL_AGAIN_S`` unless a forward got through in between, so an
+        auto-responder on the other side cannot turn it into a loop."""
+        told, now = (sub.id, handle, kind), self.clock()
+        if now - self.told.get(told, -TELL_AGAIN_S) < TELL_AGAIN_S:
+            return
+        self.told[told] = now
+        await self.send_msn(sub.id, handle, text, f"{kind}:{key}")
 
     # -- the phone -> MSN (commands and replies to the service number) -------------------------
 
@@ -167,12 +260,14 @@ class Convergence:
                     await self.send_sms(sub.id, rules.outside_window_text(), key)
                 else:
                     await self.send_msn(sub.id, target, text, key)
+                    self.carbon(sub, target, text, key)
             case rules.To(name=name, text=text):
                 buddy, candidates = rules.match_buddy(name, buddies)
                 if buddy is None:
                     await self.send_sms(sub.id, rules.candidates_text(name, candidates), key)
                 else:
                     await self.send_msn(sub.id, buddy.handle, text, key)
+                    self.carbon(sub, buddy.handle, text, key)
                     await self.b.store.set_last_correspondent(sub.id, buddy.handle, now)
             case rules.Who():
                 await self.send_sms(sub.id, rules.who_text(buddies), key)
@@ -195,6 +290,20 @@ class Convergence:
                 await self.send_sms(sub.id, answer, key, force=True)
             case rules.BadCommand(answer=answer):
                 await self.send_sms(sub.id, answer, key)
+
+    def carbon(self, sub: Subscriber, handle: str, text: str, key: str) -> None:
+        """What the subscriber sent by SMS also shows in their XMPP clients: a XEP-0280 sent
+        carbon to their own account, where the server granted the message privilege."""
+        component = self.b.components.get("msn")
+        if sub.jid is None or component is None:
+            return
+        local = self.b.transports["msn"].contact_localpart(handle)
+        if not component.send_carbon(sub.jid, local, text, f"sms-{key}"[-64:]):
+            log.debug(
+                "no carbon of an SMS to %s: no message privilege on %s (or not connected)",
+                handle,
+                sub.jid.domain,
+            )
 
     async def buddies(self, subscriber_id: int) -> list[rules.Buddy]:
         return [

@@ -198,6 +198,29 @@ def forward_text(buddy: Buddy, body: str, max_chars: int) -> str:
     return text[: max(0, max_chars - len(marker))].rstrip() + marker
 
 
+# -- what the MSN sender is told ------------------------------------------------------------
+
+STOPPED_WHY = "I have stopped SMS forwarding."
+LOOP_WHY = "Too many messages in a minute."
+UNDELIVERED_WHY = "The SMS network could not deliver it to my phone."
+
+
+def waiting_text() -> str:
+    """Over the subscriber's SMS limit: the forward waits for the limit to reset."""
+    return "(automatic reply) I am away; I will get your message later."
+
+
+def not_forwarded_text(why: str, kept: bool) -> str:
+    """A message that will never reach the subscriber's phone, and ``why``. ``kept``: it
+    waits for their XMPP account; else (an SMS-only subscriber) it is lost."""
+    then = (
+        "I will read it when I am back online."
+        if kept
+        else "It was not delivered; please send it again later."
+    )
+    return f"(automatic reply) Your message could not be delivered to me by SMS: {why} {then}"
+
+
 # -- routes --------------------------------------------------------------------------------------
 
 Route = Literal["msn", "sms", "none"]

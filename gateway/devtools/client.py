@@ -13,6 +13,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 _SSL = ssl.create_default_context()
+SENT_CARBON = "{urn:xmpp:carbons:2}sent/{urn:xmpp:forward:0}forwarded/{jabber:client}message"
 
 
 class LoopbackClient(ClientXMPP):
@@ -87,6 +88,14 @@ class DemoUser(LoopbackClient):
                 msg = await self.messages.get()
                 if msg["from"].bare == from_bare and msg["body"]:
                     return msg
+
+    def sent_carbon(self, msg: Message) -> tuple[str, str] | None:
+        """(to, body) of the message a XEP-0280 sent carbon from the account itself copies
+        (what the user sent from elsewhere, e.g. by SMS); None for any other message."""
+        inner = msg.xml.find(SENT_CARBON)
+        if inner is None or msg["from"].bare != self.boundjid.bare:
+            return None
+        return inner.get("to", ""), inner.findtext("{jabber:client}body") or ""
 
     async def close(self) -> None:
         self.disconnect()

@@ -3,8 +3,9 @@
 Starts a throwaway Prosody (with XEP-0356), the fake SMSC, the fake MSN server, and the
 gateway with a generated config; plays a story in which every line is printed by the
 party that received it, from what actually arrived; then stays up, printing an XMPP
-account for any client and a prompt to play a phone, until Ctrl-C. ``--story-only`` plays
-the story and exits (the test suite runs that).
+account for any client and a prompt to play the phones and the MSN users (``help`` lists
+the commands), until Ctrl-C or the end of the input. ``--story-only`` plays the story and
+exits (the test suite runs that).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,7 @@ class World:
             directory / "prosody",
             DOMAIN,
             [ComponentSpec(f"sms.{DOMAIN}", self.secret), ComponentSpec(f"msn.{DOMAIN}", self.secret)],
+            extra_modules=("carbons",),  # as in Prosody's default configuration
         )
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self.smsc: Any = None
@@ -255,14 +259,19 @@ async def msn_story(world: World, alice: Any) -> None:
         await smsc.inject_mo(ALICE_PHONE[1:], "2020", "/who")
         t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(before, ALICE_PHONE))
 
+        t.section("Alice is back at her PC: what her phone got and sent is in her XMPP client")
+        alice.send_presence()
+        alice.send_presence(pto=msn_jid)
+        kept, carbon = await kept_while_away(alice, bob_jid)
+        t.say("alice (XMPP)", f"kept while away: message from {bob_jid}: {kept}")
+        t.say("alice (XMPP)", f"carbon: she sent {carbon[1]!r} to {carbon[0]} (by SMS)")
+
         t.section("One buddy, two routes: Carol's MSN contact linked to her phone")
         assert world.gateway is not None and world.gateway.store is not None
         store = world.gateway.store
         sub = await store.subscriber_by_account("sms", ALICE_PHONE)
         assert sub is not None
         await store.link_phone(sub.id, "msn", CAROL_MSN, CAROL_PHONE)  # as `passerelle contact link` does
-        alice.send_presence()
-        alice.send_presence(pto=msn_jid)
         await asyncio.sleep(1.0)
         before = len(smsc.submits)
         alice.send_message(mto=JID(carol_jid), mbody="Carol, are you there?", mtype="chat")
@@ -279,17 +288,154 @@ async def msn_story(world: World, alice: Any) -> None:
         await bob.close()
 
 
+PLAY_HELP = f"""Type a command (Ctrl-C or Ctrl-D stops everything):
+  <text>              Bob's phone ({BOB_PHONE}) texts Alice's number
+  sms <text>          Alice's phone texts the service number 2020: a reply, @bob hi, /who, STOP, START
+  msn <buddy> <text>  an MSN user (bob or carol) writes to Alice on MSN
+  help                this list"""
+
+
+@dataclass(frozen=True)
+class PhoneLine:
+    """A phone texts a number: ``source`` and ``destination`` in E.164."""
+
+    source: str
+    destination: str
+    text: str
+
+
+@dataclass(frozen=True)
+class MsnLine:
+    """An MSN user writes to Alice."""
+
+    handle: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Say:
+    """Nothing to send: an answer for the operator."""
+
+    text: str
+
+
+def parse_line(line: str, service_number: str = "2020") -> PhoneLine | MsnLine | Say | None:
+    """What a playground line asks for; None for a blank line."""
+    words = line.strip().split(maxsplit=2)
+    if not words:
+        return None
+    command = words[0].lower()
+    if command == "help":
+        return Say(PLAY_HELP)
+    if command == "sms":
+        rest = line.strip()[3:].strip()
+        return PhoneLine(ALICE_PHONE, service_number, rest) if rest else Say("Usage: sms <text>")
+    if command == "msn":
+        if len(words) < 3:
+            return Say("Usage: msn <buddy> <text>, e.g. msn bob are you there?")
+        handle = _msn_handle(words[1])
+        if handle is None:
+            return Say(f"No MSN user {words[1]!r} here: try bob or carol.")
+        return MsnLine(handle, words[2])
+    return PhoneLine(BOB_PHONE, ALICE_PHONE, line.strip())
+
+
+def _msn_handle(name: str) -> str | None:
+    """``bob``, ``Bob`` or ``bob@escargot.test``: one of the MSN users who can play (not Alice)."""
+    wanted = name.lower()
+    for user in msn_users()[1:]:
+        handle = str(user["handle"])
+        if wanted in (handle, handle.split("@")[0]):
+            return handle
+    return None
+
+
+class MsnPlayers:
+    """Bob and Carol signed in on the fake MSN server, played from the terminal: what they
+    send goes to Alice; what they receive is printed."""
+
+    def __init__(self, world: World, out: Callable[[str], None] | None = None) -> None:
+        self.world = world
+        self.out = out or _say
+        self.sessions: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        from transports.msn.client import MsnSession, SessionConfig
+
+        for user in msn_users()[1:]:
+            handle, password = str(user["handle"]), str(user["password"])
+            config = SessionConfig(
+                handle,
+                password,
+                ns_host="127.0.0.1",
+                ns_port=self.world.msn.ns_port,
+                nexus_url=self.world.msn.nexus_url,
+            )
+            session = MsnSession(config, functools.partial(self._event, handle))
+            await session.login()
+            self.sessions[handle] = session
+
+    def _event(self, handle: str, event: Any) -> None:
+        from transports.msn.sb import MessageReceived
+
+        if isinstance(event, MessageReceived):
+            self.out(f"[msn {handle}] message from {event.sender}: {event.text}")
+
+    async def send(self, handle: str, text: str) -> None:
+        result = await self.sessions[handle].send_message(ALICE_MSN, text)
+        if not result.ok:
+            self.out(f"[msn {handle}] not delivered: {result.reason or result.status.value}")
+
+    async def close(self) -> None:
+        for session in self.sessions.values():
+            with contextlib.suppress(Exception):
+                await session.close()
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def play(world: World, players: MsnPlayers, line: str, out: Callable[[str], None] = _say) -> None:
+    """Carry out one playground line."""
+    match parse_line(line, world.config.sms.service_number if world.config and world.config.sms else "2020"):
+        case PhoneLine(source=source, destination=destination, text=text):
+            await world.smsc.inject_mo(source.lstrip("+"), destination.lstrip("+"), text)
+        case MsnLine(handle=handle, text=text):
+            await players.send(handle, text)
+        case Say(text=text):
+            out(text)
+        case None:
+            pass
+
+
+async def kept_while_away(alice: Any, sender: str) -> tuple[str, tuple[str, str]]:
+    """What the server kept for Alice while she was away, in whatever order it comes: the
+    body of a message from ``sender``, and (to, body) of a sent carbon of her SMS reply."""
+    body, carbon = None, None
+    async with asyncio.timeout(15):
+        while body is None or carbon is None:
+            msg = await alice.messages.get()
+            carbon = carbon or alice.sent_carbon(msg)
+            if body is None and msg["from"].bare == sender and msg["body"]:
+                body = str(msg["body"])
+    return body, carbon
+
+
 async def playground(world: World) -> None:
-    """Stay up: print how to log in, and let the terminal play Bob's phone."""
+    """Stay up: print how to log in, and let the terminal play the phones and MSN users."""
     from transports.sms.encoding import decode_text
 
     smsc = world.smsc
+    players = MsnPlayers(world)
+    await players.start()
     print("\n== The world stays up: try it yourself ==")
     print(f"XMPP server: 127.0.0.1 port {world.prosody.c2s_port}, no TLS, plain auth")
     print(f"Account: alice@{DOMAIN}  password: demo   (also bob@{DOMAIN} / demo)")
-    print(f"MSN: bob@escargot.test is online in Alice's roster via msn.{DOMAIN}")
-    print(f"Text a phone from XMPP: write to +33698765432@sms.{DOMAIN}")
-    print(f"Play Bob's phone here: type a line to text Alice ({ALICE_PHONE}); Ctrl-C stops everything.\n")
+    print(f"MSN: {BOB_MSN} and {CAROL_MSN} are online, in Alice's roster via msn.{DOMAIN}")
+    print(f"Text a phone from XMPP: write to {BOB_PHONE}@sms.{DOMAIN}")
+    print("While no XMPP client of Alice's is online, MSN messages reach her phone by SMS.")
+    print(PLAY_HELP + "\n", flush=True)
     seen = len(smsc.submits)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -301,15 +447,16 @@ async def playground(world: World) -> None:
             await asyncio.sleep(0.2)
             for s in smsc.submits[seen:]:
                 text = decode_text(s.short_message, s.pdu.data_coding).text
-                print(f"[phone +{s.destination_addr}] SMS from {s.source_addr}: {text}")
+                print(f"[phone +{s.destination_addr}] SMS from {s.source_addr}: {text}", flush=True)
             seen = len(smsc.submits)
 
     printer = asyncio.ensure_future(show_sms())
     try:
-        while line := (await reader.readline()).decode().strip():
-            await smsc.inject_mo(BOB_PHONE[1:], ALICE_PHONE[1:], line)
+        while raw := await reader.readline():
+            await play(world, players, raw.decode(errors="replace"))
     finally:
         printer.cancel()
+        await players.close()
 
 
 async def main_async(story_only: bool) -> int:

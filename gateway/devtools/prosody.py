@@ -31,6 +31,7 @@ class ComponentSpec:
     jid: str
     secret: str
     privileged: bool = True
+    message: str = "outgoing"  # the XEP-0356 message permission: "outgoing" or "none"
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Prosody:
     domain: str = "example.test"
     components: list[ComponentSpec] = field(default_factory=list)
     generational_gc: bool = False
+    extra_modules: tuple[str, ...] = ()
+    """Modules enabled besides the base set, e.g. ``("carbons",)`` for XEP-0280 message
+    carbons, as in Prosody's default configuration (``mod_offline`` needs no entry: Prosody
+    loads it by itself)."""
     c2s_port: int = field(default_factory=free_port)
     component_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -58,7 +63,7 @@ class Prosody:
         (self.directory / "certs").mkdir(exist_ok=True)
         d = self.directory
         privileged = "\n".join(
-            f'    ["{c.jid}"] = {{ roster = "both"; message = "outgoing"; presence = "roster" }};'
+            f'    ["{c.jid}"] = {{ roster = "both"; message = "{c.message}"; presence = "roster" }};'
             for c in self.components
             if c.privileged
         )
@@ -67,6 +72,7 @@ class Prosody:
             for c in self.components
         )
         gc = 'gc = { mode = "generational" }' if self.generational_gc else ""
+        extra = "".join(f'; "{module}"' for module in self.extra_modules)
         self.config_path.write_text(
             f"""
 run_as_root = true
@@ -80,7 +86,7 @@ c2s_ports = {{ {self.c2s_port} }}
 component_ports = {{ {self.component_port} }}
 component_interfaces = {{ "127.0.0.1" }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "privilege"; "presence"; "message" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "privilege"; "presence"; "message"{extra} }}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 from xml.etree import ElementTree as ET
 
 from slixmpp import JID, ComponentXMPP
+from slixmpp.exceptions import IqError
 from slixmpp.stanza import Iq, Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream import StanzaBase
@@ -402,6 +403,19 @@ class GatewayComponent(ComponentXMPP):
         ET.SubElement(msg.xml, f"{{{NS_RECEIPTS}}}received", {"id": msg_id})
         msg.send()
 
+    def send_carbon(self, user: BareJid, contact: str, body: str, msg_id: str) -> bool:
+        """Show a message ``user`` sent to ``contact`` outside XMPP (by SMS) in the user's
+        own XMPP clients: a XEP-0280 sent carbon injected through XEP-0356.
+
+        False, and nothing sent, where the server did not grant the ``outgoing`` message
+        privilege for the user's domain or while the component is disconnected.
+        """
+        if not self.online.is_set() or not self.grants.can_send_as_user(user.domain):
+            return False
+        carbon = privilege.sent_carbon(str(user), self.contact_jid(contact), xml_text(body), msg_id)
+        Message(self, xml=privilege.forwarded_message(user.domain, self.boundjid.bare, carbon)).send()
+        return True
+
     async def handover(self, stanzas: list[Message]) -> bool:
         """Write ``stanzas`` and confirm them with one ping on the same stream.
 
@@ -414,9 +428,11 @@ class GatewayComponent(ComponentXMPP):
         generation = self.generation
         for stanza in stanzas:
             stanza.send()
-        try:
-            await self.plugin["xep_0199"].ping(JID(self.boundjid.domain.split(".", 1)[-1]), timeout=10)
-        except Exception as exc:  # IqTimeout, IqError, disconnection
+        try:  # send_ping, not ping(): ping() reads the deprecated ``server`` property (a warning each time)
+            await self.plugin["xep_0199"].send_ping(JID(self.boundjid.domain.split(".", 1)[-1]), timeout=10)
+        except IqError:
+            pass  # an error answer (a server without XEP-0199) still proves it read what came before
+        except Exception as exc:  # IqTimeout, disconnection
             log.info("handover ping failed (%s); messages stay queued", type(exc).__name__)
             return False
         return generation == self.generation and self.online.is_set()

@@ -18,6 +18,9 @@ from gateway.xmltext import xml_text
 NS_PRIVILEGE = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
 NS_ROSTER = "jabber:iq:roster"
 NS_FORWARD = "urn:xmpp:forward:0"
+NS_CARBONS = "urn:xmpp:carbons:2"
+NS_HINTS = "urn:xmpp:hints"
+NS_JABBER_CLIENT = "jabber:client"
 
 
 @dataclass
@@ -75,9 +78,36 @@ def roster_query(entries: Iterable[RosterEntry], domain: str, remove: Iterable[s
 
 
 def forwarded_message(server: str, component: str, inner: ET.Element) -> ET.Element:
-    """Wrap ``inner`` (a ``jabber:client`` message) for sending on a user's behalf (carbons)."""
+    """Wrap ``inner`` (a ``jabber:client`` message from a user's bare JID) for the server to
+    route as if that user sent it (XEP-0356 message permission ``outgoing``).
+
+    Prosody's mod_privilege takes the privileged message at the server's own address
+    (``to=server``), accepts only a ``<forwarded/>`` child holding a ``jabber:client``
+    message whose ``from`` is a bare JID of one of its hosts, and posts that message as
+    if the user's client had sent it.
+    """
     outer = ET.Element("{jabber:component:accept}message", {"to": server, "from": component})
     privilege = ET.SubElement(outer, f"{{{NS_PRIVILEGE[0]}}}privilege")
     forwarded = ET.SubElement(privilege, f"{{{NS_FORWARD}}}forwarded")
     forwarded.append(inner)
     return outer
+
+
+def sent_carbon(user: str, contact: str, body: str, msg_id: str) -> ET.Element:
+    """A XEP-0280 ``<sent/>`` carbon of a chat message ``user`` sent to ``contact`` outside
+    XMPP (from their phone), addressed from and to the user's bare JID: forwarded through
+    :func:`forwarded_message`, it reaches the user's online clients, or their offline store.
+
+    It carries the XEP-0334 ``no-copy`` hint so that the server's own carbons module does
+    not wrap it once more for the user's other resources.
+    """
+    c = NS_JABBER_CLIENT
+    carbon = ET.Element(f"{{{c}}}message", {"from": user, "to": user, "type": "chat", "id": msg_id})
+    sent = ET.SubElement(carbon, f"{{{NS_CARBONS}}}sent")
+    forwarded = ET.SubElement(sent, f"{{{NS_FORWARD}}}forwarded")
+    original = ET.SubElement(
+        forwarded, f"{{{c}}}message", {"from": user, "to": contact, "type": "chat", "id": msg_id}
+    )
+    ET.SubElement(original, f"{{{c}}}body").text = body
+    ET.SubElement(carbon, f"{{{NS_HINTS}}}no-copy")
+    return carbon

@@ -48,6 +48,7 @@ def users() -> list[dict[str, Any]]:
                 {"handle": "bob@escargot.test", "lists": ["FL", "AL"]},
                 {"handle": "bobby@escargot.test", "lists": ["FL", "AL"]},
                 {"handle": "carol@escargot.test", "lists": ["FL", "AL"]},
+                {"handle": "auto@escargot.test", "lists": ["FL", "AL"]},  # an auto-responder
             ],
         },
         {
@@ -58,6 +59,7 @@ def users() -> list[dict[str, Any]]:
         },
         {"handle": "bobby@escargot.test", "password": "bobby pw", "friendly_name": "Bobby", "contacts": back},
         {"handle": "carol@escargot.test", "password": "carol pw", "friendly_name": "Carol", "contacts": back},
+        {"handle": "auto@escargot.test", "password": "auto pw", "friendly_name": "Auto", "contacts": back},
         {  # dan has no XMPP account: an SMS-only subscriber
             "handle": "dan@escargot.test",
             "password": "dan pw",
@@ -90,8 +92,9 @@ class World:
         await self.smsc.inject_mo(ALICE_NUMBER, "2020", text)
 
 
-@pytest.fixture
-async def world(prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
+async def start_world(prosody: Prosody, tmp_path: Path, **sections: dict[str, Any]) -> World:
+    """The gateway with both networks; ``sections`` add to the config (``convergence``,
+    ``sms_limits``)."""
     smsc = FakeSmsc(system_id="gw", password="smscpw")
     await smsc.start()
     msn = await FakeMsnServer.start(users=users())
@@ -104,13 +107,14 @@ async def world(prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
                 "secret": SECRET,
                 "service_number": "2020",
                 "smsc": {"port": smsc.port, "system_id": "gw", "password": "smscpw"},
+                "limits": sections.get("sms_limits", {}),
             },
             "msn": {
                 "jid": MSN,
                 "secret": SECRET,
                 "server": {"port": msn.ns_port, "nexus_url": msn.nexus_url},
             },
-            "convergence": {"reply_window_s": 3600},
+            "convergence": {"reply_window_s": 3600, **sections.get("convergence", {})},
         },
         env={},
     )
@@ -130,11 +134,20 @@ async def world(prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
     transport.options.update(FAST)
     await asyncio.wait_for(bridge.components["msn"].online.wait(), 10)
     assert gateway.store is not None
-    w = World(prosody, smsc, msn, gateway, gateway.store)
+    return World(prosody, smsc, msn, gateway, gateway.store)
+
+
+async def stop_world(w: World) -> None:
+    await w.gateway.stop()  # the gateway running now (a test may have restarted it)
+    await w.msn.stop()
+    await w.smsc.stop()
+
+
+@pytest.fixture
+async def world(prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
+    w = await start_world(prosody, tmp_path)
     yield w
-    await gateway.stop()
-    await msn.stop()
-    await smsc.stop()
+    await stop_world(w)
 
 
 async def bob_online(world: World, name: str = "bob") -> Buddy:

@@ -73,19 +73,6 @@ async def disk_full(w: World, fault: Fault) -> None:
     fault.figures["errors_by_condition"] = dict(w.alice.error_conditions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECTS with the database full: (1) new XMPP messages are refused with "
-    "internal-server-error (an OperationalError escapes Bridge.message_received), not the registry's "
-    "'storage-full' resource-constraint; (2) MSN messages the switchboard ACKed are lost: "
-    "MsnTransport._on_event lets the commit error escape to MsnSession, which logs and drops them; "
-    "(3) SMS to the service number are lost: SmsTransport._to_service_number commits the MO "
-    "dedup marker (store.sms.first_time) before the message, the failed enqueue answers "
-    "ESME_RSYSERR, and the SMSC's redelivery is then dropped as a duplicate; (4) an outbox "
-    "item whose reschedule/complete fails stays 'sending' until the next restart, blocking its "
-    "conversation, and Bridge._send_one retries such an item in a tight loop (log flood); "
-    "a delivered item whose complete fails can be sent again (duplicate)",
-)
 async def test_database_out_of_space(small_disk_world: World) -> None:
     w = small_disk_world
     fault = Fault("database disk full for 4 s (SMSC silent meanwhile)")

@@ -3,6 +3,13 @@
 The only duplicates allowed are the PDUs that were on the wire at that instant on a
 protocol with no idempotency (SMPP submit_sm, MSNP MSG): at most the SMPP window plus one
 MSG per MSN switchboard the gateway was sending on. They are counted and printed.
+
+The only losses allowed are the messages already handed, at that instant, to a connection
+the killed process held on a protocol that has no acknowledgement from it: the XMPP
+component stream (XEP-0114: the server wrote them to the dead socket) and the MSN
+switchboards (the server ACKs what it relays). Counted and printed; only those sent within
+``IN_FLIGHT_S`` before the kill. Nothing the SMSC delivered is ever lost: a deliver_sm is
+answered only once its message is stored, and its de-dup marker is stored after it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 async def kill_and_restart(w: World, fault: Fault) -> None:
     assert w.gateway is not None
-    fault.start = now()
+    fault.start = w.killed_at = now()
     w.gateway.kill9()
     await asyncio.sleep(1.0)  # what a supervisor's restart delay looks like
     w.gateway.start()

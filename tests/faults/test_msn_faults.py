@@ -44,14 +44,6 @@ async def answer_217(w: World, fault: Fault) -> None:
     fault.figures["x2m_refused_217"] = sum(1 for t in x2m.sent if x2m.errors[t])
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: seen in about one run out of two or three
-    reason="DEFECT (intermittent): after the 217 window, messages to bob stall ~20 s (the "
-    "switchboard timeout). transports/msn/chat.py: while a send waits in _ensure_present for "
-    "bob's JOI/217 on the primary switchboard, bob's own invitation makes adopt_incoming replace "
-    "and close that primary; on_link_closed fails the waiters only for the current primary, so "
-    "the send waits the full SessionConfig.timeout for an answer on a closed link",
-)
 async def test_msn_answers_217(world: World) -> None:
     fault = Fault("MSN answers 217 to every call to bob for 3 s")
     await world.stream(fault, answer_217)

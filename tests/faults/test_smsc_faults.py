@@ -58,13 +58,6 @@ async def refuse_forwards(w: World, fault: Fault) -> None:
     fault.end = now()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: an MSN message forwarded by SMS to a subscriber away from XMPP (convergence) "
-    "that the SMSC refuses permanently is dropped silently: Convergence.forward returns 'no' on "
-    "Failed, Bridge._xmpp_worker then completes the item because the subscriber has no JID, and "
-    "the MSN sender (who got the switchboard ACK) is never told",
-)
 async def test_smsc_refuses_a_forward_permanently(world: World) -> None:
     fault = Fault("SMSC refuses 3 forwards to sam's phone permanently")
     await world.stream(fault, refuse_forwards)

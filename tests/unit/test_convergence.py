@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.convergence import (
+    LOOP_WHY,
+    STOPPED_WHY,
     BadCommand,
     Breaker,
     Buddy,
@@ -19,10 +21,12 @@ from gateway.core.convergence import (
     forward_text,
     match_buddy,
     merged_presence,
+    not_forwarded_text,
     parse_command,
     reply_target,
     route_to_contact,
     short_name,
+    waiting_text,
     who_text,
 )
 from gateway.core.model import OFFLINE, Presence, Show
@@ -106,3 +110,16 @@ def test_reply_window_and_breaker() -> None:
     assert breaker.allows([1.0, 2.0], 10.0)
     assert not breaker.allows([1.0, 2.0, 3.0], 10.0)
     assert breaker.allows([1.0, 2.0, 3.0], 100.0)
+
+
+def test_what_the_msn_sender_is_told() -> None:
+    assert waiting_text() == "(automatic reply) I am away; I will get your message later."
+    kept = not_forwarded_text("The SMS centre refused the message (ESME_RINVDSTADR (0x0B)).", kept=True)
+    assert kept == (
+        "(automatic reply) Your message could not be delivered to me by SMS: The SMS centre refused "
+        "the message (ESME_RINVDSTADR (0x0B)). I will read it when I am back online."
+    )
+    lost = not_forwarded_text(STOPPED_WHY, kept=False)
+    assert lost.endswith("I have stopped SMS forwarding. It was not delivered; please send it again later.")
+    assert LOOP_WHY in not_forwarded_text(LOOP_WHY, kept=False)
+    assert all(t.startswith("(automatic reply)") for t in (kept, lost, waiting_text()))

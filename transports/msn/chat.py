@@ -63,8 +63,18 @@ class SendFailed(Exception):
         self.result = result
 
 
+class _LinkReplaced(Exception):
+    """Internal: the switchboard a send was using is no longer the chat's primary (the
+    contact's own invitation replaced it, or it closed before anything was sent on it)."""
+
+
+SEND_ROUNDS = 5  # calls of one part to the contact (they left, or the switchboard was replaced)
+LEAVE_DRAIN_S = 1.0  # after OUT, how long to read what the server relayed before it saw it
+
+
 Emit = Callable[[MessageReceived | TypingReceived], Awaitable[None]]
 RequestSb = Callable[[], Awaitable[SwitchboardGranted]]
+_Key = tuple[str, "_SbLink", object]  # (what, the link it is awaited on, handle/trid/message id)
 
 
 class _SbLink:
@@ -76,9 +86,14 @@ class _SbLink:
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[SessionReady | SessionFailed] = asyncio.get_running_loop().create_future()
+        self.closed = False
 
     async def open(self, host: str, port: int, timeout: float) -> None:
-        reader, self.writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        if self.closed:  # closed (replaced) while connecting: nothing to say on it
+            writer.close()
+            return
+        self.writer = writer
         self.flush()
         self.task = asyncio.create_task(self._read(reader))
 
@@ -102,19 +117,34 @@ class _SbLink:
                 self.ready.set_result(SessionFailed(0, "switchboard connection closed"))
             self.chat.on_link_closed(self)
 
-    async def close(self) -> None:
+    async def close(self, drain: float = 0.0) -> None:
+        """Leave (OUT) and close. With ``drain``, what the server relayed before it saw the
+        OUT is still read and passed on (it ACKed it to the sender), for up to ``drain``
+        seconds, until the server closes the connection."""
+        self.closed = True
+        if not self.ready.done():  # a send waiting for USR/ANS OK goes on at once
+            self.ready.set_result(SessionFailed(0, "switchboard connection closed"))
         self.sb.leave()
         self.flush()
+        reader = self.task if self.task is not asyncio.current_task() else None
+        if drain and reader is not None and self.writer is not None and not self.writer.is_closing():
+            await asyncio.wait({reader}, timeout=drain)
         if self.writer is not None:
             self.writer.close()
-        if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()
+        if reader is not None:
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+                await reader
 
     @property
     def usable(self) -> bool:
         return self.sb.state is SbState.READY and self.writer is not None and not self.writer.is_closing()
+
+    @property
+    def alive(self) -> bool:
+        """Ready or still answering USR/ANS (not closed)."""
+        closing = self.writer is not None and self.writer.is_closing()
+        return self.sb.state is not SbState.CLOSED and not closing
 
 
 class Chat:
@@ -137,8 +167,8 @@ class Chat:
         self.extra: list[_SbLink] = []  # incoming sessions we only receive on
         self.lock = asyncio.Lock()
         self.last_used = clock()
-        self._waiters: dict[object, asyncio.Future[SbEvent]] = {}
-        self._left_during: set[int] = set()  # message ids with a BYE before their ACK
+        self._waiters: dict[_Key, asyncio.Future[SbEvent]] = {}
+        self._left_during: set[_Key] = set()  # ("msg", link, id) of messages with a BYE before their ACK
 
     # --- events from the switchboard -------------------------------------------------------
 
@@ -151,41 +181,44 @@ class Chat:
             case ParticipantJoined(handle=handle):
                 self._resolve(("join", link, handle.lower()), event)
             case ParticipantLeft(handle=handle) if handle.lower() == self.contact.lower():
-                if link is self.primary:
-                    self._left_during.update(
-                        k[1] for k in self._waiters if isinstance(k, tuple) and k[0] == "msg"
-                    )
+                self._left_during.update(k for k in self._waiters if k[0] == "msg" and k[1] is link)
             case CallFailed(trid=trid):
                 self._resolve(("cal", link, trid), event)
             case MessageAcked(message_id=mid) | MessageFailed(message_id=mid):
-                self._resolve(("msg", mid), event)
+                self._resolve(("msg", link, mid), event)
             case MessageReceived() | TypingReceived():
                 await self._emit(event)
             case _:
                 log.debug("switchboard event for %s ignored: %s", self.contact, type(event).__name__)
 
     def on_link_closed(self, link: _SbLink) -> None:
+        """Whatever link closed (primary, replaced or extra), nothing waits on it any more."""
         if link is self.primary:
             self.primary = None
-            for key, waiter in list(self._waiters.items()):
-                if not waiter.done():
-                    waiter.set_exception(ConnectionError("switchboard connection closed"))
-                del self._waiters[key]
         elif link in self.extra:
             self.extra.remove(link)
+        self._fail_waiters(link, ConnectionError("switchboard connection closed"))
 
-    def _resolve(self, key: object, event: SbEvent) -> None:
+    def _fail_waiters(self, link: _SbLink, exc: Exception) -> None:
+        for key, waiter in list(self._waiters.items()):
+            if key[1] is link:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    waiter.exception()  # the sender reads one of its waiters, not all: no warning
+                del self._waiters[key]
+
+    def _resolve(self, key: _Key, event: SbEvent) -> None:
         waiter = self._waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(event)
 
-    def _expect(self, key: object) -> asyncio.Future[SbEvent]:
+    def _expect(self, key: _Key) -> asyncio.Future[SbEvent]:
         """Register interest in an event before the command that causes it is flushed."""
         waiter: asyncio.Future[SbEvent] = asyncio.get_running_loop().create_future()
         self._waiters[key] = waiter
         return waiter
 
-    async def _first(self, waiters: dict[object, asyncio.Future[SbEvent]]) -> SbEvent:
+    async def _first(self, waiters: dict[_Key, asyncio.Future[SbEvent]]) -> SbEvent:
         try:
             done, _ = await asyncio.wait(
                 waiters.values(), timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
@@ -201,33 +234,53 @@ class Chat:
     # --- sending ---------------------------------------------------------------------------
 
     async def _ensure_switchboard(self) -> _SbLink:
-        if self.primary is not None and self.primary.usable:
-            return self.primary
+        """The primary switchboard, ready; a new one is asked for when there is none."""
+        link = self.primary
+        if link is None or not link.alive:
+            link = await self._open_outgoing()
+        ready = await self._wait_ready(link)
+        if link is not self.primary:
+            raise _LinkReplaced
+        if isinstance(ready, SessionFailed):
+            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, ready.reason, ready.code))
+        return link
+
+    async def _open_outgoing(self) -> _SbLink:
         granted = await self._request_sb()
+        if self.primary is not None and self.primary.alive:
+            return self.primary  # the contact's invitation came while we asked: use it
         link = _SbLink(Switchboard.outgoing(self.me, granted.auth), self)
         self.primary = link
         try:
             await link.open(granted.host, granted.port, self._timeout)
         except (OSError, TimeoutError) as exc:
-            self.primary = None
-            raise SendFailed(
-                DeliveryResult(
-                    DeliveryStatus.ERROR, f"could not reach switchboard {granted.host}:{granted.port}: {exc}"
-                )
-            ) from None
-        ready = await asyncio.wait_for(link.ready, self._timeout)
-        if isinstance(ready, SessionFailed):
-            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, ready.reason, ready.code))
+            if self.primary is link:
+                self.primary = None
+            reason = f"could not reach switchboard {granted.host}:{granted.port}: {exc}"
+            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, reason)) from None
         return link
+
+    async def _wait_ready(self, link: _SbLink) -> SessionReady | SessionFailed:
+        """The link's USR/ANS answer (the future may be shared with a concurrent adopt)."""
+        done, _ = await asyncio.wait({link.ready}, timeout=self._timeout)
+        if not done:
+            reason = f"no answer from the switchboard in {self._timeout:g} s"
+            raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, reason))
+        return link.ready.result()
 
     async def _ensure_present(self, link: _SbLink) -> None:
         if link.sb.has(self.contact):
             return
+        if not link.usable:
+            raise _LinkReplaced  # closed under us before anything was sent: call again
         trid = link.sb.invite(self.contact)
-        keys: list[object] = [("join", link, self.contact.lower()), ("cal", link, trid)]
+        keys: list[_Key] = [("join", link, self.contact.lower()), ("cal", link, trid)]
         waiters = {key: self._expect(key) for key in keys}
         link.flush()
-        event = await self._first(waiters)
+        try:
+            event = await self._first(waiters)
+        except ConnectionError:
+            raise _LinkReplaced from None  # no message was sent on it: safe to call again
         if isinstance(event, CallFailed):
             status = DeliveryStatus.OFFLINE if event.offline else DeliveryStatus.ERROR
             raise SendFailed(DeliveryResult(status, event.reason, event.code))
@@ -248,22 +301,34 @@ class Chat:
             return DeliveryResult(DeliveryStatus.ACKED)
 
     async def _send_chunk(self, chunk: str) -> None:
-        for _attempt in range(3):
-            link = await self._ensure_switchboard()
-            await self._ensure_present(link)
-            mid = link.sb.send_message(chunk)
-            key: object = ("msg", mid)
-            waiters = {key: self._expect(key)}
-            link.flush()
+        for _round in range(SEND_ROUNDS):
+            try:
+                if await self._send_once(chunk):
+                    return
+                log.info("%s left before the ACK; calling them again", self.contact)
+            except _LinkReplaced:
+                log.debug("switchboard with %s replaced or closed before the message; again", self.contact)
+        raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, "the chat with the contact kept breaking"))
+
+    async def _send_once(self, chunk: str) -> bool:
+        """One part on the primary switchboard with the contact present; False when they
+        left before its ACK (the server then dropped it)."""
+        link = await self._ensure_switchboard()
+        await self._ensure_present(link)
+        if link is not self.primary or not link.usable:
+            raise _LinkReplaced
+        key: _Key = ("msg", link, link.sb.send_message(chunk))
+        waiters = {key: self._expect(key)}
+        link.flush()
+        try:
             event = await self._first(waiters)
-            if isinstance(event, MessageFailed):
-                status = DeliveryStatus.NAK if event.code is None else DeliveryStatus.ERROR
-                raise SendFailed(DeliveryResult(status, event.reason, event.code))
-            if mid not in self._left_during:
-                return
-            self._left_during.discard(mid)
-            log.info("%s left before the ACK; calling them again", self.contact)
-        raise SendFailed(DeliveryResult(DeliveryStatus.ERROR, "contact keeps leaving the chat"))
+        finally:
+            left = key in self._left_during
+            self._left_during.discard(key)
+        if isinstance(event, MessageFailed):
+            status = DeliveryStatus.NAK if event.code is None else DeliveryStatus.ERROR
+            raise SendFailed(DeliveryResult(status, event.reason, event.code))
+        return not left
 
     def send_typing(self) -> bool:
         """Typing notice on an open session with the contact present; False if there is none."""
@@ -280,13 +345,15 @@ class Chat:
         await link.open(host, port, self._timeout)
         if self.primary is None or not self.primary.usable or not self.primary.sb.has(self.contact):
             old, self.primary = self.primary, link
-            if old is not None:
+            if old is not None:  # a send waiting on it goes on at once on the new one
+                self._fail_waiters(old, _LinkReplaced())
                 await old.close()
         else:
             self.extra.append(link)
 
     async def close(self) -> None:
-        for link in [*self.extra, *([self.primary] if self.primary else [])]:
-            await link.close()
+        """Leave every switchboard with the contact, reading what was already relayed."""
+        links = [*self.extra, *([self.primary] if self.primary else [])]
+        await asyncio.gather(*(link.close(LEAVE_DRAIN_S) for link in links))
         self.extra.clear()
         self.primary = None

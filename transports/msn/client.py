@@ -312,8 +312,7 @@ class MsnSession:
         self._ns = self._reader = self._writer = None
         self.presence.clear()
         chats, self._chats = list(self._chats.values()), {}
-        for chat in chats:
-            await chat.close()
+        await asyncio.gather(*(chat.close() for chat in chats))
 
     async def _emit(self, event: SessionEvent) -> None:
         try:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal
 
@@ -38,6 +40,9 @@ MAX_SEND_ERRORS = 4  # NAK or switchboard errors for one message before it is gi
 LOGIN_WAIT_S = 10.0  # how long a subscription stanza waits for a login in progress
 RESYNC_SETTLE_S = 2.0  # after a re-login, contacts not seen online again by then are offline
 ENDED = ("failed", "replaced", "stopped")
+UNSTORED_RETRY_S = 0.2  # first pause after the store refused a message from MSN
+UNSTORED_RETRY_CAP_S = 2.0  # longest pause between tries
+UNSTORED_KEPT = 1000  # messages kept per session while the store refuses; past it the switchboard waits
 
 
 class _Login:
@@ -59,6 +64,9 @@ class _Login:
         self.stale: set[str] = set()  # online before a drop, not seen again since
         self.applied: tuple[Status, str] | None = None
         self.holding = 0  # list changes in progress: the roster is pushed once they are done
+        self.unstored: deque[ev.LegacyMessageReceived] = deque()  # ACKed, refused by the store: retried
+        self.room = asyncio.Event()  # set when ``unstored`` has room again
+        self.retrying = False
 
 
 class MsnTransport:
@@ -252,7 +260,9 @@ class MsnTransport:
             case MessageReceived(sender=sender, text=text):
                 self.counters["messages_in"] += 1
                 key = f"msn:{uuid.uuid4().hex}"  # MSNP has no message ids
-                await self._emit(ev.LegacyMessageReceived(self.network, sid, sender.lower(), text, key))
+                await self._store_message(
+                    login, ev.LegacyMessageReceived(self.network, sid, sender.lower(), text, key)
+                )
             case TypingReceived(handle=handle):
                 await self._emit(ev.ChatStateReceived(self.network, sid, handle.lower(), "composing"))
             case nse.SignedOutElsewhere():
@@ -270,6 +280,48 @@ class MsnTransport:
                 self._spawn(login, self._settle(login))
             case _:
                 pass  # own friendly name, phone properties: nothing to show
+
+    async def _store_message(self, login: _Login, event: ev.LegacyMessageReceived) -> None:
+        """A message the sender's switchboard already ACKed: never dropped. If the store
+        refuses it, it is kept (in order, with those after it) and retried with a capped
+        backoff until the store takes it. Past UNSTORED_KEPT kept messages the switchboard
+        that brought this one waits (nothing more is read from it) until there is room."""
+        if not login.unstored:
+            try:
+                await self._emit(event)
+                return
+            except sqlite3.Error as exc:
+                log.error("a message from MSN for %s could not be stored (%s); kept and retried",
+                          login.handle, exc)  # fmt: skip
+        while len(login.unstored) >= UNSTORED_KEPT:
+            login.room.clear()
+            await login.room.wait()
+        login.unstored.append(event)
+        if not login.retrying:
+            login.retrying = True
+            self._spawn(login, self._retry_unstored(login))
+
+    async def _retry_unstored(self, login: _Login) -> None:
+        pause = UNSTORED_RETRY_S
+        try:
+            while login.unstored:
+                try:
+                    await self._emit(login.unstored[0])
+                except sqlite3.Error:
+                    await asyncio.sleep(pause)
+                    pause = min(UNSTORED_RETRY_CAP_S, pause * 2)
+                    continue
+                except Exception:  # not the store refusing: a bug, which a retry would repeat
+                    log.exception("a message from MSN for %s could not be handled; dropped", login.handle)
+                login.unstored.popleft()
+                login.room.set()
+                pause = UNSTORED_RETRY_S
+            log.info("the messages from MSN kept for %s are stored", login.handle)
+        finally:
+            login.retrying = False
+            if login.unstored and login.state == "stopped":
+                log.error("%d messages from MSN for %s were never stored (the session stopped first)",
+                          len(login.unstored), login.handle)  # fmt: skip
 
     async def _synced(self, login: _Login, event: nse.ListSynced) -> None:
         group_names = {g.guid: g.name for g in event.groups}

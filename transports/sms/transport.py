@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.core.events import (
     DeliveryReported,
     LegacyContact,
     LegacyMessageReceived,
+    NetworkEvent,
     PresenceKind,
     ServiceSmsReceived,
 )
@@ -68,6 +70,7 @@ CODE_RESEND_S = 60.0
 REASSEMBLY_TIMEOUT_S = 120.0
 MO_DUPLICATE_WINDOW_S = 300.0
 EARLY_RECEIPTS_KEPT = 10000
+RETRYING_KEPT = 10000  # MO messages whose hand-over failed, remembered for their redelivery
 REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
 UNLIMITED = Quota(10**9, 10**9, 10**12)
 
@@ -133,6 +136,9 @@ class SmsTransport:
         self._timer: asyncio.Task[None] | None = None
         self._early: dict[str, Receipt] = {}
         self._stopping = False
+        self._retrying: dict[str, float] = {}  # MO de-dup key -> first arrival, hand-over failed
+        # parts the SMSC accepted not yet recorded, or with an early receipt not yet applied
+        self._unrecorded: dict[tuple[str, int], tuple[SentPart, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -340,6 +346,7 @@ class SmsTransport:
                 "quota", {"reason": await self._quota_reason(item.subscriber_id, encoded.parts, now)}
             )
         done = await self.store.sms.sent_seqs(item.dedup_key) if item.attempts else set()
+        done |= {seq for key, seq in self._unrecorded if key == item.dedup_key}
         ref = item.id % 256
         if from_service:
             source, source_ton, source_npi = self._service_address()
@@ -378,10 +385,7 @@ class SmsTransport:
                     item.subscriber_id,
                     {**meta, "contact": item.destination},
                 )
-                await self.store.sms.record_sent(sent, now)
-                early = self._early.pop(sent.smsc_id, None)
-                if early is not None:
-                    await self._apply_receipt(sent, early)
+                await self._record_sent(sent, now)
                 continue
             if outcome.maybe_sent:
                 self.counters["maybe_duplicated_parts"] += 1
@@ -393,6 +397,39 @@ class SmsTransport:
                 "recipient-unavailable", {"reason": f"The SMS centre refused the message ({outcome.reason})."}
             )
         return Delivered()
+
+    async def _record_sent(self, sent: SentPart, now: float) -> None:
+        """Record a part the SMSC accepted (receipts are matched to it), and apply its
+        receipt if it came first. If the store refuses, or the receipt cannot be reported,
+        the part is kept in memory (never submitted again) and all of it is done later."""
+        try:
+            await self.store.sms.record_sent(sent, now)
+        except sqlite3.Error as exc:
+            log.error("an accepted SMS part could not be recorded (%s); kept in memory", exc)
+            self._unrecorded[(sent.item_key, sent.seq)] = (sent, now)
+            return
+        early = self._early.pop(sent.smsc_id, None)
+        if early is not None and not await self._early_receipt(sent, early):
+            self._early[sent.smsc_id] = early  # applied when the part is recorded again
+            self._unrecorded[(sent.item_key, sent.seq)] = (sent, now)
+
+    async def _early_receipt(self, sent: SentPart, receipt: Receipt) -> bool:
+        """A receipt that came before its part was recorded (the SMSC has its answer already:
+        it will not send it again). False when it could not be applied now."""
+        try:
+            await self._apply_receipt(sent, receipt)
+        except (sqlite3.Error, ConnectionError) as exc:
+            log.info("early SMS receipt kept to apply later (%s)", exc)
+            return False
+        return True
+
+    async def _record_unrecorded(self) -> None:
+        """Try again what :meth:`_record_sent` could not do (recording is idempotent)."""
+        for key, (sent, now) in list(self._unrecorded.items()):
+            del self._unrecorded[key]
+            await self._record_sent(sent, now)
+            if key in self._unrecorded:
+                return  # still refused: next time
 
     def _service_address(self) -> tuple[str, int, int]:
         number = self.cfg.service_number
@@ -413,6 +450,15 @@ class SmsTransport:
     # -- SMS -> XMPP ----------------------------------------------------------------------
 
     async def _on_deliver(self, pdu: DeliverSm) -> int:
+        try:
+            return await self._take(pdu)
+        except sqlite3.Error as exc:
+            log.error("deliver_sm not taken, the store refused it (%s); the SMSC will deliver it again", exc)
+        except ConnectionError as exc:  # a delivery report XMPP did not confirm
+            log.warning("deliver_sm not taken (%s); the SMSC will deliver it again", exc)
+        return Status.ESME_RSYSERR
+
+    async def _take(self, pdu: DeliverSm) -> int:
         if is_receipt(pdu.esm_class):
             await self._receipt(pdu)
             return Status.ESME_ROK
@@ -454,8 +500,9 @@ class SmsTransport:
         if message is None:
             return Status.ESME_ROK
         digest = hashlib.sha256(f"svc|{source}|{part.reference}|{message.text}".encode()).hexdigest()[:32]
-        if await self.store.sms.first_time(f"svc:{digest}", now, MO_DUPLICATE_WINDOW_S):
-            await self.sink(ServiceSmsReceived(owner.id, message.text, f"svc:{digest}:{now:.0f}"))
+        await self._take_once(
+            f"svc:{digest}", now, lambda key: ServiceSmsReceived(owner.id, message.text, key)
+        )
         if part.total > 1:
             await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
         return Status.ESME_ROK
@@ -463,23 +510,54 @@ class SmsTransport:
     async def _mo_complete(
         self, subscriber_id: int, source: str, message: Message, part: Part, now: float
     ) -> None:
-        assert self.sink is not None
         digest = hashlib.sha256(
             f"{source}|{message.destination}|{part.reference}|{part.total}|{message.text}".encode()
         ).hexdigest()[:32]
-        if await self.store.sms.first_time(f"mo:{digest}", now, MO_DUPLICATE_WINDOW_S):
-            nick = "" if source.startswith("+") else source
-            await self.sink(
-                LegacyMessageReceived(
-                    self.network, subscriber_id, source, message.text, f"mo:{digest}:{now:.0f}", nick
-                )
-            )
+        nick = "" if source.startswith("+") else source
+
+        def event(key: str) -> LegacyMessageReceived:
+            return LegacyMessageReceived(self.network, subscriber_id, source, message.text, key, nick)
+
+        if await self._take_once(f"mo:{digest}", now, event):
             self.counters["mo_delivered"] += 1
             self.unreachable.pop((subscriber_id, source), None)
         else:
             self.counters["mo_duplicates"] += 1
         if part.total > 1:
             await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+
+    async def _take_once(self, key: str, now: float, event: Callable[[str], NetworkEvent]) -> bool:
+        """Hand an MO message over once; False for a redelivery of one already taken.
+
+        Its de-dup marker is committed *after* the message. (Before, a crash or a refused
+        write between the marker and the message made the SMSC's redelivery look like a
+        duplicate: the message was lost.) A crash between the message and the marker makes
+        the redelivery a second copy instead, a PDU in flight at the crash. While handing a
+        message over fails, its redeliveries reuse the event key of the first try, so a
+        hand-over that was partly stored is not stored twice.
+        """
+        assert self.sink is not None
+        first = self._retrying.get(key)
+        if first is None:
+            if not await self._not_seen(key, now):
+                return False
+            first = now
+        self._retrying[key] = first
+        while len(self._retrying) > RETRYING_KEPT:  # the oldest then gets a new key: at worst a copy
+            del self._retrying[next(iter(self._retrying))]
+        await self.sink(event(f"{key}:{first:.0f}"))
+        self._retrying.pop(key, None)
+        try:
+            await self.store.sms.first_time(key, now, MO_DUPLICATE_WINDOW_S)
+        except sqlite3.Error as exc:  # the message is stored: a late redelivery would be a copy
+            log.warning("MO de-dup marker not recorded (%s)", exc)
+        return True
+
+    async def _not_seen(self, key: str, now: float) -> bool:
+        """Whether ``key`` was not marked in the last MO_DUPLICATE_WINDOW_S, without marking
+        it: ``first_time(key, at, 0)`` records a sighting at ``at`` unless a later one exists,
+        and one recorded just outside the window never counts as seen."""
+        return await self.store.sms.first_time(key, now - MO_DUPLICATE_WINDOW_S - 1, 0.0)
 
     async def _expire_loop(self) -> None:
         """Deliver multi-part messages whose missing parts never came, with a note."""
@@ -489,6 +567,10 @@ class SmsTransport:
                 await self._expire(self.clock())
             except Exception:
                 log.exception("delivering an incomplete multi-part SMS failed")
+            try:
+                await self._record_unrecorded()
+            except Exception:
+                log.exception("recording accepted SMS parts failed")
 
     async def _expire(self, now: float) -> None:
         before = {p.key: p for p in self.reassembler.pending_parts()}
@@ -537,10 +619,13 @@ class SmsTransport:
         contact = str(part.meta.get("contact", ""))
         if part.subscriber_id is None:
             return
+        to_contact = bool(part.meta.get("from"))  # else the service writing to the subscriber's phone
         if failed and not ok and failed.count(receipt.state.value) == 1 and len(failed) == 1:
             reason = f"The SMS to {contact} was not delivered ({receipt.state.value})."
-            self.unreachable[(part.subscriber_id, contact)] = f"not reachable by SMS ({receipt.state.value})"
             await self._report(part, False, reason)
+            if not to_contact:
+                return  # the subscriber's own number is no contact of theirs: no presence for it
+            self.unreachable[(part.subscriber_id, contact)] = f"not reachable by SMS ({receipt.state.value})"
             await self.sink(
                 ContactPresenceChanged(
                     self.network, part.subscriber_id, contact, self._presence(part.subscriber_id, contact)

@@ -1,0 +1,110 @@
+"""Fakes for the bridge tests: a store whose outbox writes fail like a full disk, a
+scripted transport, an online XMPP component."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.addressing import FullJid
+from gateway.storage import Account, Cipher, OutboxItem, Store, Subscriber, create_key_file
+from gateway.transport import DeliveryOutcome
+from tests.echo_transport import EchoTransport
+
+ALICE = FullJid.parse("alice@example.test/laptop")
+FULL = "database or disk is full"
+
+
+class FullableStore(Store):
+    """The real store, whose outbox writes fail like a full disk while ``full`` is set."""
+
+    full = False
+    writes: list[str]
+
+    def _write(self, what: str) -> None:
+        self.writes.append(what)
+        if self.full:
+            raise sqlite3.OperationalError(FULL)
+
+    async def enqueue(self, **kwargs: Any) -> int | None:
+        self._write("enqueue")
+        return await super().enqueue(**kwargs)
+
+    async def mark_sending(self, item_id: int) -> None:
+        self._write("mark_sending")
+        await super().mark_sending(item_id)
+
+    async def reschedule(self, item_id: int, next_attempt: float) -> None:
+        self._write("reschedule")
+        await super().reschedule(item_id, next_attempt)
+
+    async def complete(self, item_id: int) -> None:
+        self._write("complete")
+        await super().complete(item_id)
+
+    async def complete_many(self, item_ids: Any) -> None:
+        self._write("complete_many")
+        await super().complete_many(item_ids)
+
+
+class ScriptedTransport(EchoTransport):
+    """An echo network whose ``deliver`` is the test's ``script`` (counted)."""
+
+    def __init__(self, network: str, script: Callable[[OutboxItem], DeliveryOutcome]) -> None:
+        super().__init__()
+        self.network = network
+        self.script = script
+        self.calls: list[OutboxItem] = []
+
+    async def deliver(self, item: OutboxItem) -> DeliveryOutcome:
+        self.calls.append(item)
+        return self.script(item)
+
+    async def start_session(self, subscriber: Subscriber, account: Account, secret: str | None) -> None:
+        return None  # no contact list to push
+
+
+class FakeComponent:
+    """What the bridge needs of an online XMPP component."""
+
+    def __init__(self) -> None:
+        self.online = asyncio.Event()
+        self.online.set()
+        self.confirms = True  # whether the server answers the ping after the stanzas
+        self.handed: list[Any] = []
+        self.handovers = 0
+        self.receipts: list[tuple[Any, str, str]] = []
+
+    def build_message(self, action: Any) -> Any:
+        return action
+
+    async def handover(self, stanzas: list[Any]) -> bool:
+        self.handovers += 1
+        self.handed += stanzas
+        return self.confirms
+
+    def send_receipt(self, to: Any, contact: str, msg_id: str) -> None:
+        self.receipts.append((to, contact, msg_id))
+
+    def send_xmpp_presence(self, action: Any) -> None:
+        return None
+
+    def send_error_message(self, *args: Any) -> None:
+        return None
+
+
+async def open_store(tmp_path: Path) -> FullableStore:
+    create_key_file(tmp_path / "secret.key")
+    opened = await FullableStore.open(tmp_path / "gw.db", Cipher.from_file(tmp_path / "secret.key"))
+    assert isinstance(opened, FullableStore)
+    opened.writes = []
+    return opened
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)

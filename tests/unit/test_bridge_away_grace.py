@@ -1,0 +1,104 @@
+"""A subscriber whose last XMPP client left is away, and MSN messages go to their phone,
+only after a few seconds: a client reconnecting (or the XMPP server restarting) is not the
+subscriber leaving. Texting at once made each message arrive twice, by SMS and on XMPP
+(the convergence keeps a texted message on XMPP too), around a Prosody restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.bridge import AWAY_GRACE_S, Bridge
+from gateway.core.events import LegacyMessageReceived, XmppPresenceReceived
+from gateway.core.model import OFFLINE, Presence, Show
+from gateway.storage import Contact
+from gateway.transport import Delivered, Retry
+from tests.conftest import base_config
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
+    opened = await open_store(tmp_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, store: FullableStore
+) -> AsyncIterator[tuple[Bridge, Clock, ScriptedTransport, FakeComponent, int]]:
+    alice = await store.add_subscriber(ALICE.bare, 1.0)
+    await store.set_account(alice.id, "sms", "+33612345678", None, 1.0)
+    await store.set_account(alice.id, "msn", "alice@escargot.test", "pw", 1.0)
+    await store.upsert_contacts([Contact(alice.id, "msn", "bob@escargot.test", "Bob", (), 3)])
+    clock, sms = Clock(), ScriptedTransport("sms", lambda _item: Delivered())
+    bridge = Bridge(
+        base_config(tmp_path),
+        store,
+        {"sms": sms, "msn": ScriptedTransport("msn", lambda _i: Retry(60.0))},
+        clock,
+    )
+    xmpp = FakeComponent()
+    bridge.components = {"sms": FakeComponent(), "msn": xmpp}  # type: ignore[dict-item]
+    await bridge.start()
+    yield bridge, clock, sms, xmpp, alice.id
+    await bridge.stop()
+
+
+async def presence(bridge: Bridge, online: bool) -> None:
+    """alice's client, as the XMPP server reports it to both components."""
+    state = Presence(Show.AVAILABLE) if online else OFFLINE
+    for network in ("msn", "sms"):
+        kind = "available" if online else "unavailable"
+        await bridge.presence_received(network, XmppPresenceReceived(ALICE, None, kind, state))
+
+
+async def from_bob(bridge: Bridge, alice_id: int, n: int) -> None:
+    await bridge.network_event(
+        LegacyMessageReceived("msn", alice_id, "bob@escargot.test", f"hi {n}", f"m{n}")
+    )
+
+
+async def test_a_client_back_within_the_grace_gets_the_message_on_xmpp_only(
+    world: tuple[Bridge, Clock, ScriptedTransport, FakeComponent, int],
+) -> None:
+    bridge, clock, sms, xmpp, alice_id = world
+    await presence(bridge, online=True)
+    await presence(bridge, online=False)  # the client's connection broke
+    await from_bob(bridge, alice_id, 1)
+    await asyncio.sleep(0.5)
+    assert sms.calls == [] and xmpp.handed == []  # held for a moment
+
+    clock.now += AWAY_GRACE_S / 2
+    await presence(bridge, online=True)  # the client is back
+    await until(lambda: len(xmpp.handed) == 1)
+    assert xmpp.handed[0].body == "hi 1"
+    await asyncio.sleep(0.3)
+    assert sms.calls == [], "texted although the client came back"
+
+
+async def test_away_past_the_grace_the_message_is_texted(
+    world: tuple[Bridge, Clock, ScriptedTransport, FakeComponent, int],
+) -> None:
+    bridge, clock, sms, _xmpp, alice_id = world
+    await presence(bridge, online=True)
+    await presence(bridge, online=False)
+    await from_bob(bridge, alice_id, 2)
+    await asyncio.sleep(0.3)
+    assert sms.calls == []
+    clock.now += AWAY_GRACE_S + 1
+    bridge.wake_xmpp("msn")
+    await until(lambda: len(sms.calls) == 1)
+    assert sms.calls[0].payload["body"] == "Bob: hi 2"
