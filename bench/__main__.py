@@ -37,7 +37,9 @@ from .ceiling import (
     start_process,
 )
 from .rawclient import RawClient
+from .scenarios_convergence import scenario_msn_sms
 from .scenarios_msn import scenario_msn_login_sync, scenario_msn_xmpp, scenario_xmpp_msn
+from .scenarios_scale import scenario_growth, scenario_memory, scenario_startup
 from .scenarios_sms import scenario_sms_xmpp, scenario_xmpp_sms
 from .stats import Row, environment, print_table, sanitize, write_json
 
@@ -94,6 +96,7 @@ class BenchContext:
     ceiling: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)  # state scenarios hand on (e.g. a running world)
     _users: int = 0
 
     @property
@@ -154,8 +157,13 @@ class BenchContext:
         """
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         proc = await start_process(
-            argv, name=name, log_path=self.workdir / f"{safe}.log", ready_marker=ready_marker,
-            ready_check=ready_check, timeout=timeout, env=env,
+            argv,
+            name=name,
+            log_path=self.workdir / f"{safe}.log",
+            ready_marker=ready_marker,
+            ready_check=ready_check,
+            timeout=timeout,
+            env=env,
         )
         self.stack.push_async_callback(proc.stop)
         return proc
@@ -174,22 +182,43 @@ Scenario = Callable[[BenchContext], Awaitable[list[Row]]]
 async def scenario_ceiling(ctx: BenchContext) -> list[Row]:
     s = ctx.sizes
     result = await measure_ceiling(
-        ctx.prosody, s.ceiling_n, s.window, clients=s.clients, latency_seconds=s.latency_seconds,
-        single_n=s.single_n, workdir=ctx.workdir, timeout=s.timeout,
+        ctx.prosody,
+        s.ceiling_n,
+        s.window,
+        clients=s.clients,
+        latency_seconds=s.latency_seconds,
+        single_n=s.single_n,
+        workdir=ctx.workdir,
+        timeout=s.timeout,
     )
     ctx.ceiling = result
     lat = result["latency"]
     tp = result["throughput_per_s"]
     rows = [
         Row("ceiling", "echo throughput", tp, "msg/s", ceiling=tp),
-        Row("ceiling", f"round trip p50 @ {lat['offered_rate_per_s']:,.0f}/s", lat["p50_ms"], "ms",
-            ceiling=lat["p50_ms"]),
+        Row(
+            "ceiling",
+            f"round trip p50 @ {lat['offered_rate_per_s']:,.0f}/s",
+            lat["p50_ms"],
+            "ms",
+            ceiling=lat["p50_ms"],
+        ),
         Row("ceiling", "round trip p90", lat["p90_ms"], "ms", ceiling=lat["p90_ms"]),
         Row("ceiling", "round trip p99", lat["p99_ms"], "ms", ceiling=lat["p99_ms"]),
-        Row("ceiling", "round trip p50, one at a time", result["single"]["p50_ms"], "ms",
-            ceiling=result["single"]["p50_ms"]),
-        Row("ceiling", "round trip p99, one at a time", result["single"]["p99_ms"], "ms",
-            ceiling=result["single"]["p99_ms"]),
+        Row(
+            "ceiling",
+            "round trip p50, one at a time",
+            result["single"]["p50_ms"],
+            "ms",
+            ceiling=result["single"]["p50_ms"],
+        ),
+        Row(
+            "ceiling",
+            "round trip p99, one at a time",
+            result["single"]["p99_ms"],
+            "ms",
+            ceiling=result["single"]["p99_ms"],
+        ),
     ]
     us = result.get("component_cpu_us_per_msg")
     if us is not None:
@@ -215,13 +244,16 @@ async def scenario_ceiling(ctx: BenchContext) -> list[Row]:
 SCENARIOS: dict[str, Scenario] = {
     # the ceiling always runs first: every other ratio is relative to it
     "ceiling": scenario_ceiling,
-    # gateway scenarios (added by the lead): "xmpp-sms", "sms-xmpp", "xmpp-msn",
-    # "roster-sync", "startup", "memory"
     "xmpp-sms": scenario_xmpp_sms,
     "sms-xmpp": scenario_sms_xmpp,
     "msn-login-sync": scenario_msn_login_sync,
     "xmpp-msn": scenario_xmpp_msn,
     "msn-xmpp": scenario_msn_xmpp,
+    "msn-sms": scenario_msn_sms,
+    # the scale scenarios share their running world: startup leaves it up for growth (in this order)
+    "startup": scenario_startup,
+    "growth": scenario_growth,
+    "memory": scenario_memory,
 }
 
 
@@ -248,8 +280,11 @@ async def run(names: Sequence[str], quick: bool, json_path: Path, keep: bool) ->
             await asyncio.to_thread(prosody.start)
             stack.callback(prosody.stop)
             ctx = BenchContext(prosody, workdir, quick, sizes, stack)
-            print(f"bench: Prosody on 127.0.0.1:{prosody.c2s_port} (c2s) / {prosody.component_port} "
-                  f"(components), generational GC; workdir {workdir}", flush=True)
+            print(
+                f"bench: Prosody on 127.0.0.1:{prosody.c2s_port} (c2s) / {prosody.component_port} "
+                f"(components), generational GC; workdir {workdir}",
+                flush=True,
+            )
             print(LIMITS_NOTE, flush=True)
             for name in names:
                 t0 = time.perf_counter()
@@ -294,8 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"report path (default {DEFAULT_JSON})"
     )
-    parser.add_argument("--only", action="append", metavar="NAME", choices=sorted(SCENARIOS),
-                        help="run only this scenario (repeatable); the ceiling always runs first")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        choices=sorted(SCENARIOS),
+        help="run only this scenario (repeatable); the ceiling always runs first",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir with the Prosody and process logs"
     )

@@ -365,8 +365,16 @@ async def start_process(
 
 async def start_echo_component(prosody: Prosody, spec: ComponentSpec, log_path: Path) -> ManagedProcess:
     argv = [
-        sys.executable, "-m", "bench.ceiling", "--serve-component",
-        "--port", str(prosody.component_port), "--jid", spec.jid, "--secret", spec.secret,
+        sys.executable,
+        "-m",
+        "bench.ceiling",
+        "--serve-component",
+        "--port",
+        str(prosody.component_port),
+        "--jid",
+        spec.jid,
+        "--secret",
+        spec.secret,
     ]
     return await start_process(argv, name=f"echo component {spec.jid}", log_path=log_path)
 
@@ -378,10 +386,16 @@ async def connect_clients(
     users = [f"{prefix}{i}" for i in range(count)]
     for u in users:
         await asyncio.to_thread(prosody.register, u, BENCH_PASSWORD)
-    return list(await asyncio.gather(*(
-        RawClient.connect(prosody.c2s_port, f"{u}@{prosody.domain}/bench", BENCH_PASSWORD, presence=presence)
-        for u in users
-    )))
+    return list(
+        await asyncio.gather(
+            *(
+                RawClient.connect(
+                    prosody.c2s_port, f"{u}@{prosody.domain}/bench", BENCH_PASSWORD, presence=presence
+                )
+                for u in users
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the ceiling

@@ -129,7 +129,7 @@ class StanzaSplitter:
             m = _START_TAG.match(buf, lt)
             if m is None:
                 if buf.find(b">", lt) >= 0:
-                    raise XmppError(f"cannot parse stanza at {buf[lt:lt + 200]!r}")
+                    raise XmppError(f"cannot parse stanza at {buf[lt : lt + 200]!r}")
                 pos = lt  # incomplete start tag
                 break
             name = m.group(1)

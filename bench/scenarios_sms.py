@@ -54,7 +54,7 @@ from transports.sms.pdu import SubmitSm
 
 from .ceiling import ManagedProcess
 from .rawclient import RawClient
-from .stats import CpuMeter, Row, Target, latency_summary_ms
+from .stats import CpuMeter, Row, Target, added_latency_rows, latency_summary_ms
 
 if TYPE_CHECKING:
     from .__main__ import BenchContext
@@ -306,8 +306,9 @@ def _toml(value: str) -> str:
 
 def write_gateway_config(
     path: Path, *, domain: str, component_port: int, sms_jid: str, secret: str, smsc_port: int,
-    system_id: str, password: str,
+    system_id: str, password: str, extra: str = "",
 ) -> None:  # fmt: skip
+    """The gateway's config for the SMS scenarios; ``extra`` is appended (more TOML sections)."""
     from gateway.storage import create_key_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,6 +348,7 @@ per_user_per_hour = 10000000
 per_user_per_day = 100000000
 global_per_day = 1000000000
 """
+        + extra
     )
     path.chmod(0o600)
 
@@ -392,6 +394,19 @@ class SmsWorld:
         await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
 
 
+async def start_smsc(ctx: BenchContext, name: str) -> tuple[ManagedProcess, SmscControl, int, str, str]:
+    """The SMSC process and its control connection: (process, control, SMPP port, system id, password)."""
+    smpp_port, control_port = free_port(), free_port()
+    system_id, password = "bench", secrets.token_hex(4)  # SMPP passwords: at most 8 characters
+    smsc = await ctx.process(
+        [sys.executable, "-m", "bench.scenarios_sms", "--serve-smsc", "--port", str(smpp_port),
+         "--control-port", str(control_port), "--system-id", system_id, "--password", password],
+        f"{name}-smsc", ready_marker="READY",
+    )  # fmt: skip
+    control = await SmscControl.connect(control_port)
+    return smsc, control, smpp_port, system_id, password
+
+
 async def start_world(ctx: BenchContext, name: str) -> SmsWorld:
     domain = ctx.domain
     spec = ctx.component("sms")
@@ -401,14 +416,7 @@ async def start_world(ctx: BenchContext, name: str) -> SmsWorld:
     for u in users:
         await ctx.register(u)
 
-    smpp_port, control_port = free_port(), free_port()
-    system_id, password = "bench", secrets.token_hex(4)  # SMPP passwords: at most 8 characters
-    smsc = await ctx.process(
-        [sys.executable, "-m", "bench.scenarios_sms", "--serve-smsc", "--port", str(smpp_port),
-         "--control-port", str(control_port), "--system-id", system_id, "--password", password],
-        f"{name}-smsc", ready_marker="READY",
-    )  # fmt: skip
-    control = await SmscControl.connect(control_port)
+    smsc, control, smpp_port, system_id, password = await start_smsc(ctx, name)
 
     config = base / "passerelle.toml"
     write_gateway_config(
@@ -686,6 +694,7 @@ def _rows(
         Row(scenario, f"latency p50 @ {lat.offered_rate or 0:,.0f}/s", s["p50_ms"], "ms",
             ceiling=ctx.ceiling_latency_ms("p50")),
         Row(scenario, "latency p99", s["p99_ms"], "ms", ceiling=ctx.ceiling_latency_ms("p99")),
+        *added_latency_rows(scenario, s, ctx.ceiling_latency_ms("p50"), ctx.ceiling_latency_ms("p99")),
         Row(scenario, "lost", lost, "msg", target=Target("<=", 0)),
         Row(scenario, "duplicated", dups, "msg", target=dup_target),
     ]  # fmt: skip

@@ -32,8 +32,14 @@ def percentile(values: Sequence[float], p: float) -> float:
 def latency_summary_ms(seconds: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99/max/mean of round trips given in seconds, reported in milliseconds."""
     if not seconds:
-        return {"count": 0, "p50_ms": math.nan, "p90_ms": math.nan, "p99_ms": math.nan,
-                "max_ms": math.nan, "mean_ms": math.nan}
+        return {
+            "count": 0,
+            "p50_ms": math.nan,
+            "p90_ms": math.nan,
+            "p99_ms": math.nan,
+            "max_ms": math.nan,
+            "mean_ms": math.nan,
+        }
     data = sorted(seconds)
     return {
         "count": len(data),
@@ -122,16 +128,18 @@ def format_table(rows: Iterable[Row]) -> str:
     for r in rows:
         ratio = r.ratio
         met = r.met
-        cells.append((
-            r.scenario,
-            r.figure,
-            _fmt(r.value),
-            r.unit,
-            _fmt(r.ceiling),
-            "-" if ratio is None else f"{ratio:.3f}",
-            "-" if r.target is None else str(r.target),
-            "-" if met is None else ("yes" if met else "NO"),
-        ))
+        cells.append(
+            (
+                r.scenario,
+                r.figure,
+                _fmt(r.value),
+                r.unit,
+                _fmt(r.ceiling),
+                "-" if ratio is None else f"{ratio:.3f}",
+                "-" if r.target is None else str(r.target),
+                "-" if met is None else ("yes" if met else "NO"),
+            )
+        )
     widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
     numeric = {2, 4, 5}
     lines = []
@@ -247,8 +255,10 @@ class CpuMeter:
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
-        self._c0 = {k: (time.process_time() if pid == os.getpid() else cpu_seconds(pid))
-                    for k, pid in self.pids.items()}
+        self._c0 = {
+            k: (time.process_time() if pid == os.getpid() else cpu_seconds(pid))
+            for k, pid in self.pids.items()
+        }
         self._m0 = machine_cpu_seconds()
 
     def stop(self) -> dict[str, dict[str, float]]:
@@ -267,3 +277,20 @@ class CpuMeter:
             others = max(0.0, m1 - self._m0 - ours)
             out["others"] = {"cpu_s": others, "cpu_pct": 100.0 * others / wall}
         return out
+
+
+ADDED_P50_MS = 2.0  # the issue's bound on the latency a relay adds over the echo path, p50
+ADDED_P99_MS = 20.0  # ... and p99
+
+
+def added_latency_rows(
+    scenario: str, summary: dict[str, Any], ceiling_p50_ms: float, ceiling_p99_ms: float
+) -> list[Row]:
+    """The latency a relay adds over the echo path: its p50/p99 at half its sustainable rate minus
+    the echo round trip's p50/p99 (at half the echo rate) from the same run."""
+    return [
+        Row(scenario, "added latency p50 (over echo)", float(summary["p50_ms"]) - ceiling_p50_ms, "ms",
+            target=Target("<=", ADDED_P50_MS)),
+        Row(scenario, "added latency p99 (over echo)", float(summary["p99_ms"]) - ceiling_p99_ms, "ms",
+            target=Target("<=", ADDED_P99_MS)),
+    ]  # fmt: skip

@@ -17,20 +17,21 @@ from transports.msn.codec import (
 )
 
 FAST = settings(derandomize=True, database=None, max_examples=200, deadline=None)
-word = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
-               max_size=12).filter(lambda w: not w.isdigit())
+word = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12).filter(
+    lambda w: not w.isdigit()
+)
 
 
 def test_server_lines_with_and_without_trid() -> None:
     frames = Parser().feed(
         b"ILN 8 NLN bob@example.com Bob 0\r\nNLN AWY bob@example.com Bob 0\r\n"
         b"RNG 11752013 127.0.0.1:1864 CKI x bob@example.com Bob\r\nQNG 60\r\n911 4\r\n"
-        b"MSG Hotmail Hotmail 5\r\nhello")
+        b"MSG Hotmail Hotmail 5\r\nhello"
+    )
     assert frames == [
         Command("ILN", 8, ("NLN", "bob@example.com", "Bob", "0")),
         Command("NLN", None, ("AWY", "bob@example.com", "Bob", "0")),
-        Command("RNG", None, ("11752013", "127.0.0.1:1864", "CKI", "x", "bob@example.com",
-                              "Bob")),
+        Command("RNG", None, ("11752013", "127.0.0.1:1864", "CKI", "x", "bob@example.com", "Bob")),
         Command("QNG", None, ("60",)),
         ErrorReply(911, 4),
         Command("MSG", None, ("Hotmail", "Hotmail"), b"hello"),
@@ -56,7 +57,8 @@ def test_line_and_payload_caps_skip_without_buffering() -> None:
     assert frames[0] == Command("QNG", None, ("1",))
     assert isinstance(frames[1], ProtocolViolation) and "over the cap" in frames[1].reason
     assert parser.feed(b"z" * 400 + b"FLN bob@example.com\r\n") == [
-        Command("FLN", None, ("bob@example.com",))]
+        Command("FLN", None, ("bob@example.com",))
+    ]
 
 
 def test_malformed_lines_are_violations_not_crashes() -> None:
@@ -66,15 +68,21 @@ def test_malformed_lines_are_violations_not_crashes() -> None:
 
 def test_client_direction_payload_commands() -> None:
     frames = Parser(Direction.FROM_CLIENT).feed(b"MSG 3 A 2\r\nhiPNG\r\nQRY 7 PROD 2\r\nab")
-    assert frames == [Command("MSG", 3, ("A",), b"hi"), Command("PNG", None, ()),
-                      Command("QRY", 7, ("PROD",), b"ab")]
+    assert frames == [
+        Command("MSG", 3, ("A",), b"hi"),
+        Command("PNG", None, ()),
+        Command("QRY", 7, ("PROD",), b"ab"),
+    ]
 
 
 @FAST
-@given(name=st.sampled_from(["MSG", "UUX", "QRY"]), trid=st.integers(0, 10**6),
-       args=st.lists(word, max_size=4), payload=st.binary(max_size=300))
-def test_round_trip_client_commands(name: str, trid: int, args: list[str],
-                                    payload: bytes) -> None:
+@given(
+    name=st.sampled_from(["MSG", "UUX", "QRY"]),
+    trid=st.integers(0, 10**6),
+    args=st.lists(word, max_size=4),
+    payload=st.binary(max_size=300),
+)
+def test_round_trip_client_commands(name: str, trid: int, args: list[str], payload: bytes) -> None:
     cmd = Command(name, trid, tuple(args), payload)
     assert Parser(Direction.FROM_CLIENT).feed(cmd.to_bytes()) == [cmd]
 

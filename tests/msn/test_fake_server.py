@@ -97,8 +97,7 @@ async def test_switchboard_rules(server: FakeMsnServer) -> None:
     assert isinstance(rng, Command)
     bob_sb = await Raw.connect(server.sb_port)
     bob_sb.send("ANS", 1, "bob@example.com", rng.arg(3), rng.arg(0))
-    assert await bob_sb.expect("IRO") == Command(
-        "IRO", 1, ("1", "1", "alice@example.com", "Alice", "0"))
+    assert await bob_sb.expect("IRO") == Command("IRO", 1, ("1", "1", "alice@example.com", "Alice", "0"))
     await bob_sb.expect("ANS")
     await sb.expect("JOI")
 

@@ -41,9 +41,7 @@ def login(ns: NotificationConnection) -> None:
     ns.start()
     assert sent(ns) == ["VER 1 MSNP12 CVR0"]
     assert ns.receive_data(wire("VER 1 MSNP12"), 0) == []
-    assert sent(ns) == [
-        "CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0816 MSMSGS alice@example.com"
-    ]
+    assert sent(ns) == ["CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0816 MSMSGS alice@example.com"]
     ns.receive_data(wire("CVR 2 7.0.0816 7.0.0816 7.0.0816 https://x https://x"), 0)
     assert sent(ns) == ["USR 3 TWN I alice@example.com"]
     events = ns.receive_data(wire("USR 3 TWN S ct=1,rver=1,wp=FS_40SEC_0_COMPACT,lc=1,id=1"), 0)
@@ -88,9 +86,7 @@ def test_sync_lists_masks_groups_and_phones() -> None:
     _, synced = logged_in_and_synced()
     assert synced.friendly_name == "Alice à la plage"
     assert (synced.gtc, synced.blp) == ("A", "AL")
-    assert [(g.guid, g.name) for g in synced.groups] == [
-        ("11111111-0000-0000-0000-000000000001", "Friends")
-    ]
+    assert [(g.guid, g.name) for g in synced.groups] == [("11111111-0000-0000-0000-000000000001", "Friends")]
     bob, carol, dave = synced.contacts
     assert bob.lists == ListBit.FL | ListBit.AL | ListBit.RL
     assert bob.groups == ("11111111-0000-0000-0000-000000000001",)
@@ -112,10 +108,14 @@ def test_empty_list_still_sends_first_chg() -> None:
 def test_presence_psm_and_invitation() -> None:
     ns, _ = logged_in_and_synced()
     events = ns.receive_data(
-        wire("ILN 6 NLN bob@example.com Bob 1342177280 %3Cmsnobj%2F%3E",
-             "NLN AWY bob@example.com Bob%20B 0",
-             "FLN bob@example.com",
-             "RNG 11752013 127.0.0.1:1864 CKI 849102291.520491 bob@example.com Bob%20B"), 2)
+        wire(
+            "ILN 6 NLN bob@example.com Bob 1342177280 %3Cmsnobj%2F%3E",
+            "NLN AWY bob@example.com Bob%20B 0",
+            "FLN bob@example.com",
+            "RNG 11752013 127.0.0.1:1864 CKI 849102291.520491 bob@example.com Bob%20B",
+        ),
+        2,
+    )
     assert events == [
         PresenceChanged("bob@example.com", Status.NLN, "Bob", 1342177280, initial=True),
         PresenceChanged("bob@example.com", Status.AWY, "Bob B", 0),
@@ -135,8 +135,7 @@ def test_own_commands_and_their_echoes() -> None:
     assert ns.receive_data(wire("UUX 7 0"), 0) == [CommandAccepted(7, "UUX")]
     assert ns.set_friendly_name("Alice B") == 8
     assert sent(ns) == ["PRP 8 MFN Alice%20B"]
-    assert ns.receive_data(wire("PRP 8 MFN Alice%20B"), 0) == [
-        OwnFriendlyNameChanged("Alice B", 8)]
+    assert ns.receive_data(wire("PRP 8 MFN Alice%20B"), 0) == [OwnFriendlyNameChanged("Alice B", 8)]
     assert ns.set_status(Status.BSY) == 9
     assert sent(ns) == ["CHG 9 BSY 0"]
 
@@ -146,13 +145,11 @@ def test_list_changes_rem_fl_uses_guid() -> None:
     t = ns.add_to_list(ListBit.FL, "erin@example.com", "Erin E")
     assert sent(ns) == [f"ADC {t} FL N=erin@example.com F=Erin%20E"]
     events = ns.receive_data(wire(f"ADC {t} FL N=erin@example.com C=guid-erin"), 0)
-    assert events == [ListChanged(ListBit.FL, "erin@example.com", True, ListBit.FL, None,
-                                  "guid-erin", t)]
+    assert events == [ListChanged(ListBit.FL, "erin@example.com", True, ListBit.FL, None, "guid-erin", t)]
     t2 = ns.remove_from_list(ListBit.FL, "erin@example.com")
     assert sent(ns) == [f"REM {t2} FL guid-erin"]
     events = ns.receive_data(wire(f"REM {t2} FL guid-erin"), 0)
-    assert events == [ListChanged(ListBit.FL, "erin@example.com", False, ListBit(0), None,
-                                  "guid-erin", t2)]
+    assert events == [ListChanged(ListBit.FL, "erin@example.com", False, ListBit(0), None, "guid-erin", t2)]
     t3 = ns.remove_from_list(ListBit.PL, "carol@example.com")
     assert sent(ns) == [f"REM {t3} PL carol@example.com"]
     t4 = ns.add_to_list(ListBit.AL, "carol@example.com")
@@ -163,14 +160,14 @@ def test_list_changes_rem_fl_uses_guid() -> None:
 
 def test_pushed_reverse_list_changes() -> None:
     ns, _ = logged_in_and_synced()
-    events = ns.receive_data(
-        wire("ADC 0 RL N=frank@example.com F=Frank", "REM 0 RL dave@example.com"), 0)
+    events = ns.receive_data(wire("ADC 0 RL N=frank@example.com F=Frank", "REM 0 RL dave@example.com"), 0)
     assert events == [
         ListChanged(ListBit.RL, "frank@example.com", True, ListBit.RL, "Frank", None, None),
         ListChanged(ListBit.RL, "dave@example.com", False, ListBit(0), None, None, None),
     ]
     assert ns.receive_data(wire("BPR bob@example.com PHM 0612"), 0) == [
-        ContactPropertyChanged("bob@example.com", "PHM", "0612")]
+        ContactPropertyChanged("bob@example.com", "PHM", "0612")
+    ]
 
 
 def test_switchboard_request_and_errors_correlate_by_trid() -> None:
@@ -178,15 +175,15 @@ def test_switchboard_request_and_errors_correlate_by_trid() -> None:
     t1 = ns.request_switchboard()
     t2 = ns.request_switchboard()
     assert sent(ns) == [f"XFR {t1} SB", f"XFR {t2} SB"]
-    events = ns.receive_data(
-        wire(f"913 {t2}", f"XFR {t1} SB 127.0.0.1:1864 CKI 17262740.1050826919"), 0)
+    events = ns.receive_data(wire(f"913 {t2}", f"XFR {t1} SB 127.0.0.1:1864 CKI 17262740.1050826919"), 0)
     assert events == [
         CommandFailed(t2, "XFR", 913, "913 not allowed while offline or hidden"),
         SwitchboardGranted(t1, "127.0.0.1", 1864, "17262740.1050826919"),
     ]
     t3 = ns.add_to_list(ListBit.FL, "ghost@example.com")
     assert ns.receive_data(wire(f"205 {t3}"), 0) == [
-        CommandFailed(t3, "ADC", 205, "205 invalid principal (no such user)")]
+        CommandFailed(t3, "ADC", 205, "205 invalid principal (no such user)")
+    ]
 
 
 def test_keepalive_by_timer_and_qng() -> None:
@@ -222,8 +219,7 @@ def test_dialect_refused_names_what_server_offers() -> None:
     ns.start()
     ns.data_to_send()
     [event] = ns.receive_data(wire("VER 1 MSNP8 CVR0"), 0)
-    assert event == LoginFailed(LoginFailure.DIALECT,
-                                "server only offers MSNP8; this gateway needs MSNP12")
+    assert event == LoginFailed(LoginFailure.DIALECT, "server only offers MSNP8; this gateway needs MSNP12")
     ns2 = NotificationConnection("alice@example.com")
     ns2.start()
     [event] = ns2.receive_data(wire("VER 1 0"), 0)
@@ -235,13 +231,15 @@ def test_redirect_and_auth_failure() -> None:
     ns.start()
     ns.receive_data(wire("VER 1 MSNP12", "CVR 2 7 7 7 a b"), 0)
     assert ns.receive_data(wire("XFR 3 NS 10.0.0.5:1863 0 10.0.0.1:1863"), 0) == [
-        Redirected("10.0.0.5", 1863)]
+        Redirected("10.0.0.5", 1863)
+    ]
     ns = NotificationConnection("alice@example.com")
     login_until_ticket(ns)
     ns.supply_ticket("t=bad")
     [event] = ns.receive_data(wire("911 4"), 0)
-    assert event == LoginFailed(LoginFailure.BAD_CREDENTIALS,
-                                "server refused USR: 911 authentication failed", 911)
+    assert event == LoginFailed(
+        LoginFailure.BAD_CREDENTIALS, "server refused USR: 911 authentication failed", 911
+    )
 
 
 def login_until_ticket(ns: NotificationConnection) -> None:

@@ -58,20 +58,23 @@ def test_split_prefers_whitespace() -> None:
 
 def test_parse_text_typing_and_others() -> None:
     assert parse_message(build_text("Hello Bob")) == TextPayload(
-        "Hello Bob", "FN=Arial; EF=; CO=0; CS=0; PF=22")
+        "Hello Bob", "FN=Arial; EF=; CO=0; CS=0; PF=22"
+    )
     assert parse_message(build_typing("alice@example.com")) == TypingPayload("alice@example.com")
     latin1 = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n\r\nd\xe9j\xe0"
     assert parse_message(latin1) == TextPayload("déjà")
-    assert parse_message(b"Content-Type: application/x-msnmsgrp2p\r\n\r\n\x00\x01") == \
-        OtherPayload("application/x-msnmsgrp2p")
+    assert parse_message(b"Content-Type: application/x-msnmsgrp2p\r\n\r\n\x00\x01") == OtherPayload(
+        "application/x-msnmsgrp2p"
+    )
     assert parse_message(b"garbage without headers") == OtherPayload("(none)")
 
 
 def test_psm_escaping_round_trip() -> None:
-    payload = build_psm("Fish & <chips> \"now\"")
-    assert payload == (b"<Data><PSM>Fish &amp; &lt;chips&gt; &quot;now&quot;</PSM>"
-                       b"<CurrentMedia></CurrentMedia></Data>")
-    assert parse_psm(payload) == PersonalMessage("Fish & <chips> \"now\"")
+    payload = build_psm('Fish & <chips> "now"')
+    assert payload == (
+        b"<Data><PSM>Fish &amp; &lt;chips&gt; &quot;now&quot;</PSM><CurrentMedia></CurrentMedia></Data>"
+    )
+    assert parse_psm(payload) == PersonalMessage('Fish & <chips> "now"')
     assert parse_psm(b"<Data><PSM>caf&#x26; ok</PSM></Data>").text == "caf& ok"
     assert parse_psm(b"not xml at all") == PersonalMessage("")
 

@@ -39,8 +39,7 @@ def outgoing_with_bob() -> Switchboard:
     assert sb.receive_data(wire("USR 1 OK alice@example.com Alice")) == [SessionReady(())]
     assert sb.invite("bob@example.com") == 2
     assert sb.data_to_send() == b"CAL 2 bob@example.com\r\n"
-    events = sb.receive_data(
-        wire("CAL 2 RINGING 11752013", "JOI bob@example.com Bob%20B 1342177280"))
+    events = sb.receive_data(wire("CAL 2 RINGING 11752013", "JOI bob@example.com Bob%20B 1342177280"))
     assert events == [Ringing(2, "11752013"), ParticipantJoined("bob@example.com", "Bob B")]
     assert sb.has("Bob@Example.com")
     return sb
@@ -50,7 +49,8 @@ def test_outgoing_message_acked() -> None:
     sb = outgoing_with_bob()
     mid = sb.send_message("Hello Bob")
     assert sb.data_to_send() == b"MSG 3 A " + str(len(build_text("Hello Bob"))).encode() + (
-        b"\r\n" + build_text("Hello Bob"))
+        b"\r\n" + build_text("Hello Bob")
+    )
     assert sb.receive_data(wire("ACK 3")) == [MessageAcked(mid)]
 
 
@@ -98,15 +98,17 @@ def test_incoming_session() -> None:
     sb = Switchboard.incoming("bob@example.com", "849102291.520491", "11752013")
     assert sb.data_to_send() == b"ANS 1 bob@example.com 849102291.520491 11752013\r\n"
     events = sb.receive_data(wire("IRO 1 1 1 alice@example.com Alice 1342177280", "ANS 1 OK"))
-    assert events == [ParticipantJoined("alice@example.com", "Alice", initial=True),
-                      SessionReady(("alice@example.com",))]
+    assert events == [
+        ParticipantJoined("alice@example.com", "Alice", initial=True),
+        SessionReady(("alice@example.com",)),
+    ]
     text = "Hëllo Bob 👋"
     events = sb.receive_data(msg_from("alice@example.com", "Alice", build_text(text)))
-    assert events == [MessageReceived("alice@example.com", "Alice", text,
-                                      "FN=Arial; EF=; CO=0; CS=0; PF=22")]
+    assert events == [MessageReceived("alice@example.com", "Alice", text, "FN=Arial; EF=; CO=0; CS=0; PF=22")]
     nudge = b"MIME-Version: 1.0\r\nContent-Type: text/x-msnmsgr-datacast\r\n\r\nID: 1\r\n\r\n"
     assert sb.receive_data(msg_from("alice@example.com", "Alice", nudge)) == [
-        PayloadIgnored("alice@example.com", "text/x-msnmsgr-datacast")]
+        PayloadIgnored("alice@example.com", "text/x-msnmsgr-datacast")
+    ]
 
 
 def test_refused_answer() -> None:

@@ -84,8 +84,7 @@ async def test_redirect_is_followed(server: FakeMsnServer, connect: Any) -> None
     assert "alice@example.com" in server.redirected_handles
 
 
-async def test_unreachable_advertised_login_url_and_override(
-        server: FakeMsnServer, connect: Any) -> None:
+async def test_unreachable_advertised_login_url_and_override(server: FakeMsnServer, connect: Any) -> None:
     server.advertised_login_url = "http://127.0.0.1:9/login"
     session = MsnSession(config_for(server, "alice@example.com"), Recorder())
     with pytest.raises(LoginError) as err:
@@ -100,16 +99,20 @@ async def test_unreachable_advertised_login_url_and_override(
 async def test_presence_and_personal_message_both_ways(connect: Any) -> None:
     _, bob_events = await connect("bob@example.com")
     alice, alice_events = await connect("alice@example.com", personal_message="On mobile")
-    await alice_events.wait_for(lambda e: isinstance(e, PresenceChanged)
-                                and e.handle == "bob@example.com" and e.status is Status.NLN)
-    await bob_events.wait_for(lambda e: isinstance(e, PresenceChanged)
-                              and e.handle == "alice@example.com" and e.status is Status.NLN)
-    await bob_events.wait_for(lambda e: e == PersonalMessageChanged("alice@example.com",
-                                                                    "On mobile"))
+    await alice_events.wait_for(
+        lambda e: isinstance(e, PresenceChanged) and e.handle == "bob@example.com" and e.status is Status.NLN
+    )
+    await bob_events.wait_for(
+        lambda e: (
+            isinstance(e, PresenceChanged) and e.handle == "alice@example.com" and e.status is Status.NLN
+        )
+    )
+    await bob_events.wait_for(lambda e: e == PersonalMessageChanged("alice@example.com", "On mobile"))
     alice.set_presence(Status.AWY, "Gone <fishing> & back")
     await bob_events.wait_for(lambda e: isinstance(e, PresenceChanged) and e.status is Status.AWY)
-    await bob_events.wait_for(lambda e: e == PersonalMessageChanged(
-        "alice@example.com", "Gone <fishing> & back"))
+    await bob_events.wait_for(
+        lambda e: e == PersonalMessageChanged("alice@example.com", "Gone <fishing> & back")
+    )
     alice.set_presence(Status.HDN)
     await bob_events.wait_for(lambda e: isinstance(e, PresenceChanged) and e.status is Status.FLN)
 
@@ -165,25 +168,25 @@ async def test_contact_who_left_is_called_back(server: FakeMsnServer, connect: A
     await bob.end_chat("alice@example.com")  # bob leaves: alice's switchboard gets BYE
     await asyncio.sleep(0.05)
     assert (await alice.send_message("bob@example.com", "second")).ok
-    got = await bob_events.wait_for(lambda e: isinstance(e, MessageReceived)
-                                    and e.text == "second")
+    got = await bob_events.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "second")
     assert got is not None
     assert [r for _, r, b in server.messages if b.endswith(b"second")] == [("bob@example.com",)]
 
 
-async def test_list_changes_confirmed_and_seen_by_the_other_side(
-        server: FakeMsnServer, connect: Any) -> None:
+async def test_list_changes_confirmed_and_seen_by_the_other_side(server: FakeMsnServer, connect: Any) -> None:
     _, dave_events = await connect("dave@example.com")
     alice, _ = await connect("alice@example.com")
     echo = await alice.add_to_list(ListBit.FL, "dave@example.com", "Dave")
     assert echo.guid == guid_for("dave@example.com") and echo.lists == ListBit.FL | ListBit.RL
-    await dave_events.wait_for(lambda e: isinstance(e, ListChanged) and e.added
-                               and e.lst is ListBit.RL and e.handle == "alice@example.com")
+    await dave_events.wait_for(
+        lambda e: (
+            isinstance(e, ListChanged) and e.added and e.lst is ListBit.RL and e.handle == "alice@example.com"
+        )
+    )
     await alice.add_to_list(ListBit.AL, "dave@example.com")
     removed = await alice.remove_from_list(ListBit.FL, "dave@example.com")
     assert not removed.added and removed.lists == ListBit.AL | ListBit.RL
-    await dave_events.wait_for(lambda e: isinstance(e, ListChanged) and not e.added
-                               and e.lst is ListBit.RL)
+    await dave_events.wait_for(lambda e: isinstance(e, ListChanged) and not e.added and e.lst is ListBit.RL)
     with pytest.raises(CommandError) as err:
         await alice.add_to_list(ListBit.FL, "nobody@example.com")
     assert err.value.code == 205
@@ -194,8 +197,7 @@ async def test_list_changes_confirmed_and_seen_by_the_other_side(
     assert alice_record.mask_for("erin@example.com") == ListBit.FL | ListBit.AL | ListBit.RL
 
 
-async def test_dropped_connection_relogs_in_with_backoff_and_full_sync(
-        server: FakeMsnServer) -> None:
+async def test_dropped_connection_relogs_in_with_backoff_and_full_sync(server: FakeMsnServer) -> None:
     delays: list[float] = []
 
     async def fake_sleep(delay: float) -> None:
@@ -203,8 +205,11 @@ async def test_dropped_connection_relogs_in_with_backoff_and_full_sync(
         await asyncio.sleep(0.01)
 
     events = Recorder()
-    session = MsnSession(config_for(server, "alice@example.com", backoff_initial=1.0,
-                                    backoff_max=4.0), events, sleep=fake_sleep)
+    session = MsnSession(
+        config_for(server, "alice@example.com", backoff_initial=1.0, backoff_max=4.0),
+        events,
+        sleep=fake_sleep,
+    )
     await session.login()
     try:
         server.refuse_logins(500, duration=0.3)
