@@ -16,7 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.addressing import E164, AddressError, BareJid, FullJid
@@ -24,6 +24,7 @@ from gateway.config import Config
 from gateway.convergence import Convergence
 from gateway.core import roster, xep0100
 from gateway.core.actions import (
+    PresenceType,
     PushRoster,
     RemoveRoster,
     SendXmppChatState,
@@ -322,7 +323,18 @@ class Bridge:
             component.send_xmpp_presence(SendXmppPresence(event.sender.bare, event.contact, "unsubscribed"))
             return
         for action in await transport.contact_subscription(sub, legacy_id, event.kind):
-            component.send_xmpp_presence(action)
+            component.send_xmpp_presence(await self._merged(network, sub.id, legacy_id, action))
+
+    async def _merged(
+        self, network: str, subscriber_id: int, legacy_id: str, action: SendXmppPresence
+    ) -> SendXmppPresence:
+        """A linked MSN buddy's presence as the one buddy list shows it (an answer to a
+        probe too): away, reachable by SMS, while offline on MSN."""
+        if network != "msn" or action.presence is None or action.type not in ("available", "unavailable"):
+            return action
+        presence = await self.convergence.presence(subscriber_id, legacy_id, action.presence)
+        kind: PresenceType = "available" if presence.online else "unavailable"
+        return replace(action, type=kind, presence=presence)
 
     async def _track(self, network: str, event: XmppPresenceReceived, sub: Subscriber | None) -> None:
         transition = self.resources[network].update(event.sender, event.presence)
@@ -506,6 +518,12 @@ class Bridge:
             for entry in entries:
                 component.send_xmpp_presence(
                     SendXmppPresence(jid, entry.localpart, "subscribe", nick=entry.name)
+                )
+        if event.network == "msn":
+            handles = [c.legacy_id for c in change.changed]
+            for handle, presence in await self.convergence.linked_offline(event.subscriber_id, handles):
+                component.send_xmpp_presence(
+                    SendXmppPresence(jid, transport.contact_localpart(handle), "available", presence)
                 )
         removed = tuple(transport.contact_localpart(lid) for lid in change.removed)
         if removed and not await component.push_roster(RemoveRoster(jid, removed)):

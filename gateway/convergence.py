@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.core import convergence as rules
 from gateway.core.events import LegacyMessageReceived, ServiceSmsReceived
-from gateway.core.model import Presence, Show
+from gateway.core.model import OFFLINE, Presence, Show
 from gateway.errors import UserError
 from gateway.storage import OutboxItem, Subscriber
 from gateway.transport import Delivered, DeliveryOutcome, Failed, Retry
@@ -273,7 +273,7 @@ class Convergence:
                 await self.send_sms(sub.id, rules.who_text(buddies), key)
             case rules.SetStatus(show=show, text=text):
                 await self.b.transports["msn"].set_presence(sub.id, Presence(show, text))
-                await self.send_sms(sub.id, f"MSN status set to {show.value or 'online'}.", key)
+                await self.send_sms(sub.id, rules.status_set_text(show, text), key)
             case rules.Help():
                 await self.send_sms(sub.id, rules.HELP_TEXT, key)
             case rules.Stop() | rules.Start():
@@ -381,6 +381,19 @@ class Convergence:
         prefer = sub.settings.get("prefer", self.cfg.prefer) if sub else self.cfg.prefer
         chosen = rules.route_to_contact(self.online.get((subscriber_id, handle), False), phone, prefer)
         return ("sms", phone) if chosen == "sms" else ("msn", handle)
+
+    async def linked_offline(self, subscriber_id: int, handles: Iterable[str]) -> list[tuple[str, Presence]]:
+        """Among ``handles`` (buddies just added or changed), those linked to a phone and
+        offline on MSN, with the presence they show: away, reachable by SMS. Nothing else
+        would tell the subscriber's clients (an offline buddy sends no presence)."""
+        if not self.enabled:
+            return []
+        phones = {c.legacy_id: c.phone for c in await self.b.store.contacts(subscriber_id, "msn") if c.phone}
+        return [
+            (h, rules.merged_presence(OFFLINE, phones[h]))
+            for h in handles
+            if h in phones and not self.online.get((subscriber_id, h), False)
+        ]
 
     async def presence(self, subscriber_id: int, handle: str, presence: Presence) -> Presence:
         self.online[(subscriber_id, handle)] = presence.online

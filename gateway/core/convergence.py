@@ -149,6 +149,12 @@ def parse_command(text: str) -> Command:
     return Reply(body)
 
 
+def status_set_text(show: Show, text: str) -> str:
+    """The confirmation of ``/status``, in the words the phone used."""
+    word = next((w for w, s in _STATUSES.items() if s is show), show.value)
+    return f"MSN status set to {word}" + (f": {text}." if text else ".")
+
+
 def match_buddy(name: str, buddies: Iterable[Buddy]) -> tuple[Buddy | None, list[Buddy]]:
     """(the buddy, []) for one match, else (None, candidates): several, or close ones."""
     wanted = name.lower()

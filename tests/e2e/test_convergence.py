@@ -92,12 +92,18 @@ class World:
         await self.smsc.inject_mo(ALICE_NUMBER, "2020", text)
 
 
-async def start_world(prosody: Prosody, tmp_path: Path, **sections: dict[str, Any]) -> World:
+async def start_world(
+    prosody: Prosody,
+    tmp_path: Path,
+    *,
+    msn_users: list[dict[str, Any]] | None = None,
+    **sections: dict[str, Any],
+) -> World:
     """The gateway with both networks; ``sections`` add to the config (``convergence``,
-    ``sms_limits``)."""
+    ``sms_limits``, ``sms``); ``msn_users`` replaces the fake MSN server's directory."""
     smsc = FakeSmsc(system_id="gw", password="smscpw")
     await smsc.start()
-    msn = await FakeMsnServer.start(users=users())
+    msn = await FakeMsnServer.start(users=users() if msn_users is None else msn_users)
     config = parse(
         {
             "xmpp": {"port": prosody.component_port, "user_domains": [DOMAIN]},
@@ -108,6 +114,7 @@ async def start_world(prosody: Prosody, tmp_path: Path, **sections: dict[str, An
                 "service_number": "2020",
                 "smsc": {"port": smsc.port, "system_id": "gw", "password": "smscpw"},
                 "limits": sections.get("sms_limits", {}),
+                **sections.get("sms", {}),
             },
             "msn": {
                 "jid": MSN,

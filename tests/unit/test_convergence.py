@@ -26,6 +26,7 @@ from gateway.core.convergence import (
     reply_target,
     route_to_contact,
     short_name,
+    status_set_text,
     waiting_text,
     who_text,
 )
@@ -123,3 +124,9 @@ def test_what_the_msn_sender_is_told() -> None:
     assert lost.endswith("I have stopped SMS forwarding. It was not delivered; please send it again later.")
     assert LOOP_WHY in not_forwarded_text(LOOP_WHY, kept=False)
     assert all(t.startswith("(automatic reply)") for t in (kept, lost, waiting_text()))
+
+
+def test_status_is_confirmed_in_the_phone_s_words() -> None:
+    assert status_set_text(Show.DND, "") == "MSN status set to busy."
+    assert status_set_text(Show.AWAY, "at lunch") == "MSN status set to away: at lunch."
+    assert status_set_text(Show.AVAILABLE, "") == "MSN status set to online."
