@@ -133,9 +133,9 @@ class Convergence:
 
     async def _buddy(self, subscriber_id: int, handle: str) -> rules.Buddy | None:
         """The sender as a buddy of the subscriber (on their forward or allow list), else None."""
-        for c in await self.b.store.contacts(subscriber_id, "msn"):
-            if c.legacy_id == handle and c.list_bits & (FL | AL):
-                return rules.Buddy(handle, c.name, phone=c.phone)
+        c = await self.b.store.contact(subscriber_id, "msn", handle)
+        if c is not None and c.list_bits & (FL | AL):
+            return rules.Buddy(handle, c.name, phone=c.phone)
         return None
 
     def _held(self, sub: Subscriber, handle: str, now: float) -> str | None:
@@ -371,9 +371,7 @@ class Convergence:
         """(network, destination) for a message from XMPP to an MSN buddy."""
         if not self.enabled:
             return "msn", handle
-        contact = next(
-            (c for c in await self.b.store.contacts(subscriber_id, "msn") if c.legacy_id == handle), None
-        )
+        contact = await self.b.store.contact(subscriber_id, "msn", handle)
         phone = contact.phone if contact else ""
         if phone and await self.msisdn(subscriber_id) is None:
             phone = ""  # no number to send from
@@ -399,9 +397,7 @@ class Convergence:
         self.online[(subscriber_id, handle)] = presence.online
         if not self.enabled or presence.online:
             return presence
-        contact = next(
-            (c for c in await self.b.store.contacts(subscriber_id, "msn") if c.legacy_id == handle), None
-        )
+        contact = await self.b.store.contact(subscriber_id, "msn", handle)
         return rules.merged_presence(presence, contact.phone if contact else "")
 
 

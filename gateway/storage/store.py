@@ -110,6 +110,10 @@ def _contact(row: sqlite3.Row) -> Contact:
     )
 
 
+def _contact_key(subscriber_id: int, network: str, legacy_id: str) -> tuple[Any, ...]:
+    return ("contact", subscriber_id, network, legacy_id)
+
+
 class _OutboxRows:
     """Outbox rows to :class:`OutboxItem`, for queries that name the columns in the order of
     its fields (``SELECT id, network, ..., expires``): read by position, as a look-up by name
@@ -194,6 +198,7 @@ class Store:
         self._r = Reader(db)
         self._outbox = _OutboxRows()
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._changes = 0  # writes to contacts and conversations so far (see _remember_read)
         self.sms = SmsTables(self._r, self._w)
 
     @classmethod
@@ -278,6 +283,22 @@ class Store:
     def forget_cached(self) -> None:
         """Drop cached look-ups (after any change to subscribers or accounts)."""
         self._cache.clear()
+        self._changes += 1
+
+    def _remember_read(self, key: tuple[Any, ...], value: Any, changes: int) -> Any:
+        """Cache what a read found unless a write changed contacts or conversations while it
+        ran (``changes`` is :attr:`_changes` when the read began): its result may be older
+        than that write, which dropped the cached entries already."""
+        if changes == self._changes:
+            self._remember(key, value)
+        return value
+
+    def _changed(self, keys: Sequence[tuple[Any, ...]]) -> None:
+        """After a write to contacts or conversations (made or failed): the cached entries
+        go, and reads under way are not cached."""
+        self._changes += 1
+        for key in keys:
+            self._cache.pop(key, None)
 
     async def subscriber(self, subscriber_id: int) -> Subscriber | None:
         hit, value = self._cached(("id", subscriber_id))
@@ -348,19 +369,22 @@ class Store:
         """Delete the subscriber and, by cascade, everything stored about them."""
         self.forget_cached()
         sub = await self._read_subscriber(subscriber_id)
-        await self._w.write_group(
-            [  # what is not removed by cascade: state keyed by JID or by a bare id
-                ("DELETE FROM sms_codes WHERE jid = ?", (str(sub.jid) if sub and sub.jid else "",)),
-                ("DELETE FROM sms_sent WHERE subscriber_id = ?", (subscriber_id,)),
-                ("DELETE FROM sms_usage WHERE subscriber_id = ?", (subscriber_id,)),
-                (  # parts of unfinished multi-part SMS to their number
-                    "DELETE FROM sms_mo_parts WHERE destination IN (SELECT ltrim(legacy_id, '+') "
-                    "FROM accounts WHERE subscriber_id = ? AND network = 'sms')",
-                    (subscriber_id,),
-                ),
-                ("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)),
-            ]
-        )
+        try:
+            await self._w.write_group(
+                [  # what is not removed by cascade: state keyed by JID or by a bare id
+                    ("DELETE FROM sms_codes WHERE jid = ?", (str(sub.jid) if sub and sub.jid else "",)),
+                    ("DELETE FROM sms_sent WHERE subscriber_id = ?", (subscriber_id,)),
+                    ("DELETE FROM sms_usage WHERE subscriber_id = ?", (subscriber_id,)),
+                    (  # parts of unfinished multi-part SMS to their number
+                        "DELETE FROM sms_mo_parts WHERE destination IN (SELECT ltrim(legacy_id, '+') "
+                        "FROM accounts WHERE subscriber_id = ? AND network = 'sms')",
+                        (subscriber_id,),
+                    ),
+                    ("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)),
+                ]
+            )
+        finally:
+            self.forget_cached()  # read meanwhile: their contacts, their last correspondent
         self.sms.forget_cached()  # their sent parts went with them (by cascade)
 
     # -- accounts ---------------------------------------------------------------------
@@ -419,17 +443,27 @@ class Store:
 
     async def remove_account(self, subscriber_id: int, network: str) -> None:
         self.forget_cached()
-        await self._w.write_group(
-            [
-                ("DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)),
-                ("DELETE FROM contacts WHERE subscriber_id = ? AND network = ?", (subscriber_id, network)),
-            ]
-        )
+        which = (subscriber_id, network)
+        try:
+            await self._w.write_group(
+                [
+                    ("DELETE FROM accounts WHERE subscriber_id = ? AND network = ?", which),
+                    ("DELETE FROM contacts WHERE subscriber_id = ? AND network = ?", which),
+                ]
+            )
+        finally:
+            self.forget_cached()  # contacts read meanwhile
 
     # -- contacts ---------------------------------------------------------------------
 
     async def upsert_contacts(self, contacts: Sequence[Contact]) -> None:
         """Write many contacts in one transaction (roster sync writes in batches)."""
+        try:
+            await self._upsert_contacts(contacts)
+        finally:
+            self._changed([_contact_key(c.subscriber_id, c.network, c.legacy_id) for c in contacts])
+
+    async def _upsert_contacts(self, contacts: Sequence[Contact]) -> None:
         await self._w.write_many(
             "INSERT INTO contacts (subscriber_id, network, legacy_id, name, groups, list_bits, phone) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
@@ -450,13 +484,17 @@ class Store:
         )
 
     async def link_phone(self, subscriber_id: int, network: str, legacy_id: str, phone: str) -> None:
-        """An operator's link between a contact and a number: wins over the network's."""
-        await self._w.write(
-            "INSERT INTO contacts (subscriber_id, network, legacy_id, name, phone, phone_manual) "
-            "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
-            "phone = excluded.phone, phone_manual = 1",
-            (subscriber_id, network, legacy_id, legacy_id, phone),
-        )
+        """An operator's link between a contact and a number: wins over the network's.
+        (Made by another process, the CLI, it is seen within CACHE_TTL_S.)"""
+        try:
+            await self._w.write(
+                "INSERT INTO contacts (subscriber_id, network, legacy_id, name, phone, phone_manual) "
+                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (subscriber_id, network, legacy_id) DO UPDATE SET "
+                "phone = excluded.phone, phone_manual = 1",
+                (subscriber_id, network, legacy_id, legacy_id, phone),
+            )
+        finally:
+            self._changed([_contact_key(subscriber_id, network, legacy_id)])
 
     async def contact_by_phone(self, subscriber_id: int, network: str, phone: str) -> Contact | None:
         row = first(
@@ -468,21 +506,49 @@ class Store:
         )
         return _contact(row) if row else None
 
+    async def contact(self, subscriber_id: int, network: str, legacy_id: str) -> Contact | None:
+        """One contact of the subscriber (every forwarded message needs its sender's).
+        Cached; this store's writes to it drop the cached copy."""
+        key = _contact_key(subscriber_id, network, legacy_id)
+        hit, value = self._cached(key)
+        if not hit:
+            changes = self._changes
+            row = first(
+                await self._r.execute(
+                    "SELECT * FROM contacts WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
+                    (subscriber_id, network, legacy_id),
+                )
+            )
+            value = self._remember_read(key, _contact(row) if row else None, changes)
+        return cast(Contact | None, value)
+
     async def set_last_correspondent(self, subscriber_id: int, legacy_id: str, now: float) -> None:
-        await self._w.write(
-            "INSERT INTO conversations (subscriber_id, last_from, last_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (subscriber_id) DO UPDATE SET "
-            "last_from = excluded.last_from, last_at = excluded.last_at",
-            (subscriber_id, legacy_id, now),
-        )
+        key = ("last", subscriber_id)
+        try:
+            await self._w.write(
+                "INSERT INTO conversations (subscriber_id, last_from, last_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (subscriber_id) DO UPDATE SET "
+                "last_from = excluded.last_from, last_at = excluded.last_at",
+                (subscriber_id, legacy_id, now),
+            )
+        finally:
+            self._changed([key])
+        self._remember(key, (legacy_id, now))  # committed: what a read would find now
 
     async def last_correspondent(self, subscriber_id: int) -> tuple[str, float] | None:
-        row = first(
-            await self._r.execute(
-                "SELECT last_from, last_at FROM conversations WHERE subscriber_id = ?", (subscriber_id,)
+        """Who the subscriber's phone last heard from (or wrote to), and when. Cached: only
+        the gateway writes it (each set updates the cached copy)."""
+        key = ("last", subscriber_id)
+        hit, value = self._cached(key)
+        if not hit:
+            changes = self._changes
+            row = first(
+                await self._r.execute(
+                    "SELECT last_from, last_at FROM conversations WHERE subscriber_id = ?", (subscriber_id,)
+                )
             )
-        )
-        return (row[0], row[1]) if row else None
+            value = self._remember_read(key, (row[0], row[1]) if row else None, changes)
+        return cast(tuple[str, float] | None, value)
 
     async def contacts(self, subscriber_id: int, network: str) -> list[Contact]:
         rows = await self._r.execute(
@@ -492,10 +558,13 @@ class Store:
         return [_contact(r) for r in rows]
 
     async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None:
-        await self._w.write_many(
-            "DELETE FROM contacts WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
-            [(subscriber_id, network, lid) for lid in legacy_ids],
-        )
+        try:
+            await self._w.write_many(
+                "DELETE FROM contacts WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
+                [(subscriber_id, network, lid) for lid in legacy_ids],
+            )
+        finally:
+            self._changed([_contact_key(subscriber_id, network, lid) for lid in legacy_ids])
 
     # -- outbox -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.addressing import BareJid
-from gateway.storage import Store
+from gateway.storage import Contact, Store
 from gateway.storage.sms import Quota, SentPart
 
 NOW = 1_700_000_000.0
@@ -270,3 +270,69 @@ async def test_seen_since_reads_without_writing(store: Store) -> None:
     assert not await store.sms.seen_since("k", NOW + 1)
     assert not await store.sms.seen_since("other", 0.0)
     assert store.commit_stats[0] == commits and store.db_hops - hops == 4
+
+
+# -- contacts and the last correspondent: cached, and every change seen at once ------------------
+
+
+def _contact(sub: int, handle: str, name: str = "Bob", bits: int = 3, phone: str = "") -> Contact:
+    return Contact(sub, "msn", handle, name, ("Friends",), bits, phone)
+
+
+async def test_one_contact_is_read_once_then_from_memory(store: Store) -> None:
+    sub = await _subscriber(store)
+    await store.upsert_contacts([_contact(sub, "bob@msn.test"), _contact(sub, "carol@msn.test", "Carol")])
+    before = store.db_hops
+    assert await store.contact(sub, "msn", "bob@msn.test") == _contact(sub, "bob@msn.test")
+    assert await store.contact(sub, "msn", "bob@msn.test") == _contact(sub, "bob@msn.test")
+    assert await store.contact(sub, "msn", "nobody@msn.test") is None
+    assert await store.contact(sub, "msn", "nobody@msn.test") is None
+    assert store.db_hops - before == 2
+
+
+async def test_a_changed_contact_is_seen_at_once(store: Store) -> None:
+    sub = await _subscriber(store)
+    await store.upsert_contacts([_contact(sub, "bob@msn.test")])
+    assert await store.contact(sub, "msn", "nobody@msn.test") is None
+    assert await store.contact(sub, "msn", "bob@msn.test") == _contact(sub, "bob@msn.test")
+    await store.upsert_contacts([_contact(sub, "bob@msn.test", "Robert", bits=1)])
+    assert await store.contact(sub, "msn", "bob@msn.test") == _contact(sub, "bob@msn.test", "Robert", 1)
+    await store.link_phone(sub, "msn", "bob@msn.test", "+33611111111")
+    linked = await store.contact(sub, "msn", "bob@msn.test")
+    assert linked is not None and (linked.phone, linked.phone_manual) == ("+33611111111", True)
+    await store.link_phone(sub, "msn", "nobody@msn.test", "+33622222222")  # a contact added by a link
+    added = await store.contact(sub, "msn", "nobody@msn.test")
+    assert added is not None and added.phone == "+33622222222"
+    await store.remove_contacts(sub, "msn", ["bob@msn.test"])
+    assert await store.contact(sub, "msn", "bob@msn.test") is None
+    await store.remove_account(sub, "msn")  # takes the contacts with it
+    assert await store.contact(sub, "msn", "nobody@msn.test") is None
+
+
+async def test_a_removed_subscriber_s_contacts_and_correspondent_are_gone(store: Store) -> None:
+    sub = await _subscriber(store)
+    await store.upsert_contacts([_contact(sub, "bob@msn.test")])
+    await store.set_last_correspondent(sub, "bob@msn.test", NOW)
+    assert await store.contact(sub, "msn", "bob@msn.test") is not None
+    assert await store.last_correspondent(sub) == ("bob@msn.test", NOW)
+    await store.remove_subscriber(sub)
+    assert await store.contact(sub, "msn", "bob@msn.test") is None
+    assert await store.last_correspondent(sub) is None
+
+
+async def test_the_last_correspondent_is_kept_in_memory_and_survives_a_restart(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gw.db", None)
+    sub = await _subscriber(store)
+    assert await store.last_correspondent(sub) is None
+    await store.set_last_correspondent(sub, "bob@msn.test", NOW)
+    before = store.db_hops
+    assert await store.last_correspondent(sub) == ("bob@msn.test", NOW)
+    await store.set_last_correspondent(sub, "carol@msn.test", NOW + 1)
+    assert await store.last_correspondent(sub) == ("carol@msn.test", NOW + 1)
+    assert store.db_hops - before == 1  # the second set's commit; no read
+    await store.close()
+    store = await Store.open(tmp_path / "gw.db", None)
+    try:
+        assert await store.last_correspondent(sub) == ("carol@msn.test", NOW + 1)
+    finally:
+        await store.close()
