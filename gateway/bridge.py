@@ -84,6 +84,7 @@ class _Parked:
     until: float  # not tried again before this time
     failures: int = 0
     settled: bool = False  # delivered, or failed and answered: only its removal is owed
+    untold: UserError | None = None  # failed for good, its sender not yet told: only that is owed
 
 
 class Parking:
@@ -104,14 +105,27 @@ class Parking:
         parked = self.items.get(item_id)
         return parked is not None and parked.settled
 
+    def untold(self, item_id: int) -> UserError | None:
+        parked = self.items.get(item_id)
+        return None if parked is None else parked.untold
+
     def due_at(self, item_id: int) -> float | None:
         parked = self.items.get(item_id)
         return None if parked is None else parked.until
 
-    def park(self, item_id: int, queue: str, *, settled: bool = False, until: float = 0.0) -> _Parked:
+    def park(
+        self,
+        item_id: int,
+        queue: str,
+        *,
+        settled: bool = False,
+        until: float = 0.0,
+        untold: UserError | None = None,
+    ) -> _Parked:
         parked = self.items.setdefault(item_id, _Parked(queue, 0.0))
         parked.failures += 1
         parked.settled = parked.settled or settled
+        parked.untold = untold or parked.untold
         pause = min(STORE_RETRY_CAP_S, STORE_RETRY_S * 2 ** min(parked.failures - 1, 16))
         parked.until = max(self.clock() + pause, until)
         return parked
@@ -669,8 +683,11 @@ class Bridge:
 
     async def _send_one(self, network: str, conv: tuple[int | None, str], item: OutboxItem) -> None:
         try:
+            untold = self.parking.untold(item.id)
             if self.parking.settled(item.id):
                 await self._remove(network, item)  # delivered already: only its removal is owed
+            elif untold is not None:
+                await self._fail(network, item, untold)  # failed already: only telling is owed
             else:
                 await self._send(network, item)
         except Exception:
@@ -684,8 +701,8 @@ class Bridge:
 
     async def _send(self, network: str, item: OutboxItem) -> None:
         if item.expires <= self.clock():
-            await self._remove(network, item)
-            self._report_failure(network, item, UserError("recipient-unavailable", reason=_expired(item)))
+            self.counters.bump(self.counters.failed, network)
+            await self._fail(network, item, UserError("recipient-unavailable", reason=_expired(item)))
             return
         if not await self._outbox_write(network, item, self.store.mark_sending(item.id), "mark sending"):
             return  # nothing was sent: tried again after a pause
@@ -699,8 +716,8 @@ class Bridge:
                 self.counters.bump(self.counters.to_network, network)
                 await self._remove(network, item)
             case Failed(error_key=key, params=params):
-                await self._remove(network, item)
-                self._report_failure(network, item, UserError(key, **params))
+                self.counters.bump(self.counters.failed, network)
+                await self._fail(network, item, UserError(key, **params))
             case Retry(after_s=after):
                 await self._reschedule(network, item, self.clock() + min(after, RETRY_CAP_S))
 
@@ -746,17 +763,35 @@ class Bridge:
             self.parking.clear(item.id)
         return True
 
-    def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> None:
-        self.counters.bump(self.counters.failed, network)
+    async def _fail(self, network: str, item: OutboxItem, error: UserError) -> None:
+        """A message that will never be delivered leaves the outbox once its sender was told
+        (the error confirmed by the XMPP server, or the SMS answer queued); until then it is
+        parked in memory and only the telling is tried again, never the message."""
+        if await self._report_failure(network, item, error):
+            await self._remove(network, item)
+        else:
+            parked = self.parking.park(item.id, network, untold=error)
+            log.info("outbox message %d: its sender could not be told it failed; tried again in %.1f s",
+                     item.id, parked.until - self.clock())  # fmt: skip
+
+    async def _report_failure(self, network: str, item: OutboxItem, error: UserError) -> bool:
+        """Tell the sender that ``item`` failed; whether that is done (confirmed)."""
         if not item.payload.get("from"):  # sent from the subscriber's phone: tell them there
             if item.subscriber_id is not None and item.payload.get("origin") == "sms":
                 text = f"Not delivered to {item.destination}: {error.text}"
-                self._spawn(self.convergence.send_sms(item.subscriber_id, text, f"fail:{item.dedup_key}"))
-            return
+                try:
+                    await self.convergence.send_sms(item.subscriber_id, text, f"fail:{item.dedup_key}")
+                except Exception as exc:
+                    log.warning("the SMS telling of a failed message could not be queued (%s)", exc)
+                    return False
+            return True
         sender = FullJid.parse(str(item.payload["from"]))
         contact = str(item.payload.get("contact", ""))
-        component = self.components[str(item.payload.get("reply_network", network))]
-        component.send_error_message(sender, contact, str(item.payload.get("id", "")), error)
+        reply_network = str(item.payload.get("reply_network", network))
+        self.components[reply_network].send_error_message(
+            sender, contact, str(item.payload.get("id", "")), error
+        )
+        return await self._confirmed(reply_network)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -77,6 +77,7 @@ class FakeComponent:
         self.handed: list[Any] = []
         self.handovers = 0
         self.receipts: list[tuple[Any, str, str]] = []
+        self.errors: list[tuple[Any, ...]] = []
 
     def build_message(self, action: Any) -> Any:
         return action
@@ -93,7 +94,7 @@ class FakeComponent:
         return None
 
     def send_error_message(self, *args: Any) -> None:
-        return None
+        self.errors.append(args)
 
 
 async def open_store(tmp_path: Path) -> FullableStore:
