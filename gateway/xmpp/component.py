@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 from xml.etree import ElementTree as ET
@@ -20,7 +21,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.stanza import Iq, Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream import StanzaBase
-from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from gateway.addressing import AddressError, BareJid, FullJid
@@ -100,6 +101,7 @@ class GatewayComponent(ComponentXMPP):
         self.online = asyncio.Event()
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._probes: dict[str, deque[StanzaBase]] = {}  # sender's bare JID -> probes to answer
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         disco = self.plugin["xep_0030"]
@@ -114,10 +116,15 @@ class GatewayComponent(ComponentXMPP):
         self.register_handler(
             CoroutineCallback("passerelle-message", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_message)
         )
+        # slixmpp's own roster is not used: the bridge keeps the state. Its presence handler
+        # and the out filter that keeps every sent presence per (contact, user) cost CPU on
+        # each presence and memory growing with users × contacts, and its component roster
+        # answers some subscription stanzas by itself (``unsubscribed`` to an ``unsubscribe``
+        # that follows a ``subscribe``), which is the bridge's call.
+        self.remove_handler("Presence")
+        self.del_filter("out", self.roster._save_last_status)
         self.register_handler(
-            CoroutineCallback(
-                "passerelle-presence", MatchXPath(f"{{{NS_CLIENT}}}presence"), self._on_presence
-            )
+            Callback("passerelle-presence", MatchXPath(f"{{{NS_CLIENT}}}presence"), self._sort_presence)
         )
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("disconnected", self._on_disconnected)
@@ -323,15 +330,48 @@ class GatewayComponent(ComponentXMPP):
                 return child.tag.split("}", 1)[1]
         return None
 
+    def _sort_presence(self, stanza: StanzaBase) -> None:
+        """Pick, in stream order and without a task each, the presence stanzas the bridge
+        acts on. A user's own state is their presence to the component itself (XEP-0100);
+        the copies of their broadcast addressed to each contact (one per roster item: a
+        thousand at every login of a user with a thousand contacts, ahead of the one that
+        starts the session) carry nothing more and are dropped here, as are errors and
+        presence from servers."""
+        xml = stanza.xml
+        ptype = xml.get("type") or "available"  # stanza["type"] answers the <show/>
+        if self.closing or ptype not in _KINDS or "@" not in xml.get("from", "").partition("/")[0]:
+            return
+        to_contact = "@" in xml.get("to", "").partition("/")[0]
+        if to_contact and ptype in ("available", "unavailable"):
+            return
+        if ptype != "probe":
+            self.spawn(self._on_presence(stanza), "presence")
+            return
+        sender = xml.get("from", "").partition("/")[0]
+        probes = self._probes.get(sender)
+        if probes is None:
+            probes = self._probes[sender] = deque()
+            self.spawn(self._answer_probes(sender, probes), "probes")
+        probes.append(stanza)
+
+    async def _answer_probes(self, sender: str, probes: deque[StanzaBase]) -> None:
+        """One user's probes, one after another in one task. A login brings one per roster
+        item; a task each made them all read the store at once, and the presence that
+        starts the user's session waited behind those reads (half a second for a thousand
+        contacts). One at a time, the first read is cached for the others; the pause after
+        each lets a login in progress take its turns."""
+        try:
+            while probes:
+                await self._on_presence(probes.popleft())
+                await asyncio.sleep(0)
+        finally:
+            del self._probes[sender]
+
     async def _on_presence(self, stanza: StanzaBase) -> None:
         pres = cast(PresenceStanza, stanza)
         if self.closing:
             return
-        ptype = pres.xml.get("type") or "available"  # pres["type"] answers the <show/>
-        if ptype == "error" or not pres["from"].user:
-            return
-        if ptype not in _KINDS:
-            return
+        ptype = pres.xml.get("type") or "available"
         try:
             self._check_sender(pres["from"])
         except UserError:
