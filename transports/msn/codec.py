@@ -129,45 +129,50 @@ class Parser:
         """Consume ``data``; return the frames completed by it, in order."""
         out: list[Frame] = []
         self._buf += data
-        while True:
-            if self._skip:
-                n = min(self._skip, len(self._buf))
-                del self._buf[:n]
-                self._skip -= n
+        buf = self._buf
+        pos = 0  # what is before it is consumed; cut once at the end (a SYN is ~1,000 lines a read)
+        try:
+            while True:
                 if self._skip:
-                    return out
-            if self._pending is not None:
-                name, trid, args, length = self._pending
-                if len(self._buf) < length:
-                    return out
-                payload = bytes(self._buf[:length])
-                del self._buf[:length]
-                self._pending = None
-                out.append(Command(name, trid, args, payload))
-                continue
-            nl = self._buf.find(b"\n")
-            if self._discarding_line:
+                    n = min(self._skip, len(buf) - pos)
+                    pos += n
+                    self._skip -= n
+                    if self._skip:
+                        return out
+                if self._pending is not None:
+                    name, trid, args, length = self._pending
+                    if len(buf) - pos < length:
+                        return out
+                    payload = bytes(buf[pos : pos + length])
+                    pos += length
+                    self._pending = None
+                    out.append(Command(name, trid, args, payload))
+                    continue
+                nl = buf.find(b"\n", pos)
+                if self._discarding_line:
+                    if nl < 0:
+                        pos = len(buf)
+                        return out
+                    pos = nl + 1
+                    self._discarding_line = False
+                    continue
                 if nl < 0:
-                    self._buf.clear()
+                    if len(buf) - pos > self._max_line:
+                        out.append(ProtocolViolation("line too long", bytes(buf[pos : pos + 80])))
+                        pos = len(buf)
+                        self._discarding_line = True
                     return out
-                del self._buf[: nl + 1]
-                self._discarding_line = False
-                continue
-            if nl < 0:
-                if len(self._buf) > self._max_line:
-                    out.append(ProtocolViolation("line too long", bytes(self._buf[:80])))
-                    self._buf.clear()
-                    self._discarding_line = True
-                return out
-            if nl > self._max_line:
-                out.append(ProtocolViolation("line too long", bytes(self._buf[:80])))
-                del self._buf[: nl + 1]
-                continue
-            line = bytes(self._buf[:nl]).rstrip(b"\r")
-            del self._buf[: nl + 1]
-            frame = self._parse_line(line)
-            if frame is not None:
-                out.append(frame)
+                if nl - pos > self._max_line:
+                    out.append(ProtocolViolation("line too long", bytes(buf[pos : pos + 80])))
+                    pos = nl + 1
+                    continue
+                line = bytes(buf[pos:nl]).rstrip(b"\r")
+                pos = nl + 1
+                frame = self._parse_line(line)
+                if frame is not None:
+                    out.append(frame)
+        finally:
+            del buf[:pos]
 
     def _parse_line(self, line: bytes) -> Frame | None:
         words = line.decode("utf-8", errors="replace").split()
@@ -223,4 +228,6 @@ def url_encode(text: str) -> str:
 
 def url_decode(word: str) -> str:
     """Decode a percent-encoded word; invalid UTF-8 becomes U+FFFD rather than an error."""
+    if "%" not in word:
+        return word  # most names and guids: nothing to decode
     return unquote(word, encoding="utf-8", errors="replace")

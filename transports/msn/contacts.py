@@ -12,6 +12,8 @@ from .codec import Command, url_decode
 from .ns_events import Contact, Group, ListChanged, PeerViolation
 from .status import ListBit
 
+_MASKS = tuple(ListBit(n) for n in range(32))  # one LST per contact: no enum built per line
+
 
 class ContactBook:
     """Contacts keyed by lower-cased handle, plus groups in server order."""
@@ -55,7 +57,7 @@ class ContactBook:
             handle,
             url_decode(fields.get("F", handle)),
             fields.get("C"),
-            ListBit(int(bare[0]) & 31),
+            _MASKS[int(bare[0]) & 31],
             tuple(g for g in groups.split(",") if g),
         )
         self._last_lst = handle.lower()

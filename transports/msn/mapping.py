@@ -18,6 +18,10 @@ PSM_MAX_CHARS = 129  # what MSN Messenger 7 lets a user type
 
 Subscription = Literal["none", "to", "from", "both"]
 
+# The list bits as plain ints: these rules run once per contact at every sync (thousands per
+# login), and arithmetic on the IntFlag members builds a new enum value each time.
+_FL, _AL, _BL, _RL, _PL = (int(b) for b in (ListBit.FL, ListBit.AL, ListBit.BL, ListBit.RL, ListBit.PL))
+
 
 # -- contact lists ↔ roster subscription ----------------------------------------------------
 
@@ -28,9 +32,8 @@ def subscription_for(mask: int) -> Subscription:
     FL is "I see them" (``to``); RL with AL and without BL is "they see me" (``from``).
     PL is a question, not a state: it never changes the answer.
     """
-    lists = ListBit(mask & 31)
-    sees_them = bool(lists & ListBit.FL)
-    sees_me = bool(lists & ListBit.RL) and bool(lists & ListBit.AL) and not lists & ListBit.BL
+    sees_them = bool(mask & _FL)
+    sees_me = (mask & (_RL | _AL | _BL)) == (_RL | _AL)  # RL and AL, not BL
     if sees_them and sees_me:
         return "both"
     if sees_them:
@@ -44,12 +47,12 @@ def in_roster(mask: int) -> bool:
     """Whether a contact belongs in the subscriber's roster: on one of the subscriber's own
     lists (FL, AL, BL). Someone only asking (RL or PL alone) gets a ``subscribe`` instead,
     and shows up once the subscriber answers it."""
-    return bool(mask & (ListBit.FL | ListBit.AL | ListBit.BL))
+    return bool(mask & (_FL | _AL | _BL))
 
 
 def asks_to_subscribe(mask: int) -> bool:
     """PL at login: they added the subscriber and wait for an answer → XMPP ``subscribe``."""
-    return bool(mask & ListBit.PL)
+    return bool(mask & _PL)
 
 
 def reverse_add_asks(mask: int) -> bool:
