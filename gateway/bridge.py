@@ -584,10 +584,13 @@ class Bridge:
         """A receipt or an error for the XMPP sender, confirmed by a ping on the same stream;
         raises ConnectionError when it was not (the network's report is then refused, and
         reported again: an SMSC delivers a receipt until it is acknowledged)."""
-        if not event.sender and not event.ok and event.reply_network == "msn" and event.reply_contact:
-            # a forward of an MSN message the SMS network could not deliver: tell the buddy
-            key = event.msg_id or event.legacy_id
-            await self.convergence.forward_undelivered(event.subscriber_id, event.reply_contact, key)
+        if not event.sender and event.reply_network == "msn" and event.reply_contact:
+            # a forward of an MSN message: delivered, or not (then its buddy is told)
+            if event.ok:
+                self.convergence.forward_delivered(event.subscriber_id, event.reply_contact)
+            else:
+                key = event.msg_id or event.legacy_id
+                await self.convergence.forward_undelivered(event.subscriber_id, event.reply_contact, key)
             return
         if not event.sender or (event.ok and not (event.receipt_requested and event.msg_id)):
             return  # a forward, a command reply, or no receipt asked for: nobody to tell

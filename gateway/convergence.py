@@ -162,7 +162,7 @@ class Convergence:
             case Delivered():
                 self._texted(item.id)
                 self.recent[(sub.id, buddy.handle)].append(now)
-                self.told = {k: v for k, v in self.told.items() if k[:2] != (sub.id, buddy.handle)}
+                self._told_again(sub.id, buddy.handle, keep_refused=True)  # its receipt may still fail
                 return "texted", 0.0
             case Retry(after_s=after):
                 return "wait", after
@@ -195,6 +195,19 @@ class Convergence:
         }
         forward = _synthetic(item, f"fwd:{item.dedup_key}", number, payload)
         return await self.b.transports["sms"].deliver(forward)
+
+    def _told_again(self, subscriber_id: int, handle: str, *, keep_refused: bool = False) -> None:
+        """A forward got through: the next problem in this conversation is news again."""
+        self.told = {
+            k: v
+            for k, v in self.told.items()
+            if k[:2] != (subscriber_id, handle) or (keep_refused and k[2] == "refused")
+        }
+
+    def forward_delivered(self, subscriber_id: int, handle: str) -> None:
+        """The SMS network's final word on a forward of ``handle``'s message: delivered to
+        the phone (so a later refusal is told again)."""
+        self._told_again(subscriber_id, handle)
 
     async def forward_undelivered(self, subscriber_id: int, handle: str, key: str) -> None:
         """The SMS network's final word on a forward of ``handle``'s message (a delivery

@@ -92,10 +92,8 @@ def hostile_chunk(draw: st.DrawFn, names: st.SearchStrategy[str] = ns_names) -> 
         return kind, shape.format(n=n).encode() + b"\r\n"
     if kind == "error":
         return kind, _line(draw(st.sampled_from(["200", "201", "911", "217", "999", "000"])), args)
-    if kind == "utf8":
-        return kind, name.encode() + b" " + draw(st.binary(min_size=1, max_size=40)).replace(
-            b"\n", b""
-        ) + b"\r\n"
+    if kind == "utf8":  # starts with a byte never valid in UTF-8 (so never a valid length either)
+        return kind, name.encode() + b" \xff" + draw(st.binary(max_size=40)).replace(b"\n", b"") + b"\r\n"
     if kind == "bad-name":
         return kind, draw(st.sampled_from(["M-G", "é", "\u00b2X", "A.B"])).encode() + b" 1 2\r\n"
     if kind == "too-long":
