@@ -23,6 +23,7 @@ from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from gateway.addressing import AddressError, BareJid, FullJid
 from gateway.core.actions import (
@@ -54,6 +55,7 @@ _KINDS: dict[str, PresenceKind] = {
     for k in ("available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe")
 }
 RECONNECT_CAP_S = 8.0
+PROBES_PER_TURN = 50  # probes answered between two turns given to the rest of the gateway
 
 
 class ComponentHandler(Protocol):
@@ -102,6 +104,8 @@ class GatewayComponent(ComponentXMPP):
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._probes: dict[str, deque[StanzaBase]] = {}  # sender's bare JID -> probes to answer
+        self._out: list[bytes] = []  # sent in this turn of the loop, written at its end
+        self._out_to: asyncio.Transport | None = None  # the connection they are for
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         disco = self.plugin["xep_0030"]
@@ -202,6 +206,37 @@ class GatewayComponent(ComponentXMPP):
         return FullJid.parse(str(jid))
 
     # -- connection lifecycle -----------------------------------------------------------
+
+    def send_raw(self, data: str | bytes) -> None:
+        """Write what is sent in one turn of the event loop in one go, in order.
+
+        slixmpp writes every stanza on its own; a login of a user with a thousand contacts
+        has the component answer a thousand probes, and a thousand ``send()`` calls, each
+        waking the XMPP server, were most of what it spent on them. Data queued for a
+        connection that has since gone is dropped, as a write to it would have failed.
+        """
+        transport = self.transport
+        if not transport:
+            raise NotConnectedError()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        log.debug("SEND: %s", data)
+        if self._out_to is not transport:
+            self._out.clear()
+            self._out_to = transport
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        data, transport = b"".join(self._out), self._out_to
+        self._out.clear()
+        if data and transport is not None and transport is self.transport and not transport.is_closing():
+            transport.write(data)
+
+    def abort(self) -> None:
+        self._write_out()  # what was sent before goes first, as when every send wrote at once
+        super().abort()
 
     def reschedule_connection_attempt(self) -> asyncio.Future[Any] | None:
         """slixmpp backs off up to 300 s; an operator wants the gateway back within seconds."""
@@ -359,10 +394,12 @@ class GatewayComponent(ComponentXMPP):
         item; a task each made them all read the store at once, and the presence that
         starts the user's session waited behind those reads (half a second for a thousand
         contacts). One at a time, the first read is cached for the others; the pause after
-        each lets a login in progress take its turns."""
+        every few lets a login in progress take its turns, and the answers given between
+        two pauses leave in one write."""
         try:
             while probes:
-                await self._on_presence(probes.popleft())
+                for _ in range(min(len(probes), PROBES_PER_TURN)):
+                    await self._on_presence(probes.popleft())
                 await asyncio.sleep(0)
         finally:
             del self._probes[sender]

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SessionFactory = Callable[[msn.SessionConfig, msn.EventCallback], msn.MsnSession]
 MAX_SEND_ERRORS = 4  # NAK or switchboard errors for one message before it is given up
 LOGIN_WAIT_S = 10.0  # how long a subscription stanza waits for a login in progress
+PROBE_WAIT_S = 5.0  # how long after a login began probes wait for it (counted once per login)
 RESYNC_SETTLE_S = 2.0  # after a re-login, contacts not seen online again by then are offline
 ENDED = ("failed", "replaced", "stopped")
 UNSTORED_RETRY_S = 0.2  # first pause after the store refused a message from MSN
@@ -53,6 +54,7 @@ class _Login:
         self.state = "connecting"  # connecting | online | reconnecting | failed | replaced | stopped
         self.reason = ""
         self.ready = asyncio.Event()  # set once the first login succeeded or failed
+        self.probes_until = asyncio.get_running_loop().time() + PROBE_WAIT_S  # see contact_subscription
         self.tasks: set[asyncio.Task[None]] = set()
         self.masks: dict[str, int] = {}  # lower handle -> list mask (RL implied once PL is left)
         self.names: dict[str, str] = {}
@@ -425,6 +427,14 @@ class MsnTransport:
         jid, local = subscriber.jid, self.contact_localpart(legacy_id)
         login = self.logins.get(subscriber.id)
         if kind == "probe":
+            if login is not None and not login.ready.is_set():
+                # A login brings one probe per roster item: answered once the list and the
+                # contacts online are known, with their real presence, instead of "offline"
+                # for all (a thousand stanzas competing with the login, then corrected).
+                # The wait is counted from the start of the login, not per probe.
+                remaining = login.probes_until - asyncio.get_running_loop().time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(login.ready.wait(), max(0.0, remaining))
             return [_presence_action(jid, local, self._presence_of(login, legacy_id))]
         if kind not in ("subscribe", "subscribed", "unsubscribe", "unsubscribed") or login is None:
             return []
