@@ -50,6 +50,7 @@ import os
 import re
 import secrets
 import signal
+import statistics
 import sys
 import time
 from collections import Counter
@@ -80,6 +81,7 @@ SYNC_SIZES_FULL = (1000, 5000)
 SYNC_SIZES_QUICK = (1000,)
 SETTLE_S = 1.0  # after a run: how long to keep counting late arrivals and duplicates
 RELOGIN_SETTLE_S = 3.0  # after a re-login: how long to keep counting roster pushes
+RELOGINS = 3  # re-logins with no change per size: the median is reported
 SYNC_BUDGET_S = 60.0  # a larger sync is skipped when the smaller one's time says it would take longer
 RATIO_TARGET = 0.4
 
@@ -805,31 +807,42 @@ async def scenario_msn_login_sync(ctx: BenchContext) -> list[Row]:
                 "cpu": cpu,
             }  # fmt: skip
 
-            # re-login with no change
-            await asyncio.sleep(1.0)
-            mark = len(world.server_ctl.events)
-            _unavailable(client, world.msn_jid)
-            await world.server_ctl.wait_event("D", handle, mark, 15.0)
-            await asyncio.sleep(0.5)
-            watch.reset(0)
-            mark = len(world.server_ctl.events)
-            meter.start()
-            t0 = time.perf_counter()
-            _available(client, world.msn_jid)
-            t_login, _ = await world.server_ctl.wait_event("P", handle, mark, 30.0, status="NLN")
-            back_timed_out = False
-            try:
-                await asyncio.wait_for(watch.presence_seen.wait(), 30.0)
-            except TimeoutError:
-                back_timed_out = True
-            t_back = (watch.presences[0] - t0) if watch.presences else float("nan")
-            await asyncio.sleep(RELOGIN_SETTLE_S)
-            relogin_cpu = meter.stop()
+            # re-login with no change, a few times (one varies by ±30 % on a shared machine)
+            relogins: list[dict[str, Any]] = []
+            for _ in range(RELOGINS):
+                await asyncio.sleep(1.0)
+                mark = len(world.server_ctl.events)
+                _unavailable(client, world.msn_jid)
+                await world.server_ctl.wait_event("D", handle, mark, 15.0)
+                await asyncio.sleep(0.5)
+                watch.reset(0)
+                mark = len(world.server_ctl.events)
+                meter.start()
+                t0 = time.perf_counter()
+                _available(client, world.msn_jid)
+                t_auth, _ = await world.server_ctl.wait_event("L", handle, mark, 30.0)
+                t_login, _ = await world.server_ctl.wait_event("P", handle, mark, 30.0, status="NLN")
+                back_timed_out = False
+                try:
+                    await asyncio.wait_for(watch.presence_seen.wait(), 30.0)
+                except TimeoutError:
+                    back_timed_out = True
+                t_back = (watch.presences[0] - t0) if watch.presences else float("nan")
+                await asyncio.sleep(RELOGIN_SETTLE_S)
+                relogins.append({
+                    "roster_items_pushed": watch.items, "msn_authenticated_s": round(t_auth - t0, 4),
+                    "msn_login_s": round(t_login - t0, 4), "back_s": round(t_back, 4),
+                    "timed_out": back_timed_out, "counted_for_s": round(time.perf_counter() - t0, 2),
+                    "cpu": meter.stop(),
+                })  # fmt: skip
+            t_back = statistics.median(r["back_s"] for r in relogins)
             again = {
-                "roster_items_pushed": watch.items, "msn_login_s": round(t_login - t0, 4),
-                "back_s": round(t_back, 4), "timed_out": back_timed_out,
-                "counted_for_s": round(time.perf_counter() - t0, 2), "cpu": relogin_cpu,
-            }  # fmt: skip
+                "roster_items_pushed": sum(r["roster_items_pushed"] for r in relogins),
+                "back_s_median": t_back,
+                "msn_authenticated_s_median": statistics.median(r["msn_authenticated_s"] for r in relogins),
+                "msn_login_s_median": statistics.median(r["msn_login_s"] for r in relogins),
+                "runs": relogins,
+            }
             details[str(n)] = {"first_login": first, "relogin": again}
             gw_cpu = cpu.get("gateway", {}).get("cpu_s")
             pro_cpu = cpu.get("prosody", {}).get("cpu_s")
@@ -851,10 +864,14 @@ async def scenario_msn_login_sync(ctx: BenchContext) -> list[Row]:
                     Row("msn-login-sync", f"  Prosody CPU per contact ({label})", pro_cpu * 1000.0 / n, "ms")
                 )
             rows += [
-                Row("msn-login-sync", f"re-login, no change: roster pushes ({label})", watch.items, "items",
-                    target=Target("<=", 0)),
+                Row("msn-login-sync", f"re-login, no change: roster pushes ({label})",
+                    again["roster_items_pushed"], "items", target=Target("<=", 0),
+                    note=f"over {RELOGINS} re-logins"),
                 Row("msn-login-sync", f"re-login, no change: back ({label})", t_back * 1000.0, "ms",
-                    note="presence → online contact's presence at the client"),
+                    target=Target("<=", 100.0),
+                    note=f"median of {RELOGINS}: presence → online contact's presence at the client"),
+                Row("msn-login-sync", f"  re-login: presence → MSN CHG ({label})",
+                    again["msn_login_s_median"] * 1000.0, "ms", note=f"median of {RELOGINS}"),
             ]  # fmt: skip
         details["server"] = await world.server_ctl.stats()
         details["gateway_rss_kib"] = world.gateway.rss_kib()
