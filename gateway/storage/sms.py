@@ -232,11 +232,12 @@ class SmsTables:
         self._sent.set_state(item_key, seq, state)
         return states
 
-    async def finish_part(self, item_key: str, seq: int, state: str) -> list[str]:
-        """:meth:`mark_part`, and when every part of the message is then ``ok``, its
-        :meth:`forget_sent` in the same transaction (one write instead of two)."""
-        states = await self._w.run(partial(_mark_part, key=item_key, seq=seq, state=state, forget=True))
-        if states and all(s == "ok" for s in states):
+    async def finish_part(self, item_key: str, seq: int, state: str, total: int) -> list[str]:
+        """:meth:`mark_part`, and when all ``total`` parts of the message are then ``ok``,
+        its :meth:`forget_sent` in the same transaction (one write instead of two). (A part
+        not recorded yet does not count: its receipt must find the others.)"""
+        states = await self._w.run(partial(_mark_part, key=item_key, seq=seq, state=state, forget=total))
+        if _delivered(states, total):
             self._sent.drop(item_key)
         else:
             self._sent.set_state(item_key, seq, state)
@@ -294,13 +295,17 @@ def _count_send(
     return True
 
 
-def _mark_part(
-    conn: sqlite3.Connection, *, key: str, seq: int, state: str, forget: bool = False
-) -> list[str]:
+def _delivered(states: list[str], total: int) -> bool:
+    return len(states) == total and all(s == "ok" for s in states)
+
+
+def _mark_part(conn: sqlite3.Connection, *, key: str, seq: int, state: str, forget: int = 0) -> list[str]:
+    """Mark one part; with ``forget`` (the message's part count), forget the message's
+    parts when all of them are recorded and delivered."""
     conn.execute("UPDATE sms_parts_sent SET state = ? WHERE item_key = ? AND seq = ?", (state, key, seq))
     rows = conn.execute("SELECT state FROM sms_parts_sent WHERE item_key = ? ORDER BY seq", (key,))
     states = [row[0] for row in rows]
-    if forget and states and all(s == "ok" for s in states):
+    if forget and _delivered(states, forget):
         conn.execute("DELETE FROM sms_parts_sent WHERE item_key = ?", (key,))
     return states
 

@@ -188,3 +188,77 @@ async def test_an_early_receipt_that_cannot_be_reported_is_applied_later(
     await transport._record_unrecorded()  # the housekeeping tick, XMPP back
     reports = [e for e in sink.taken if isinstance(e, DeliveryReported)]
     assert [(r.msg_id, r.ok) for r in reports] == [("x1", True)]
+
+
+def receipt_for(smsc_id: str, state: ReceiptState = ReceiptState.DELIVRD) -> DeliverSm:
+    stamp = "2611261200"
+    text = format_receipt_text(smsc_id, state, submit_date=stamp, done_date=stamp)
+    return DeliverSm(source_addr="33698000001", destination_addr="33612345678", esm_class=0x04,
+                     short_message=text.encode("ascii"))  # fmt: skip
+
+
+async def sent_by(transport: SmsTransport, monkeypatch: pytest.MonkeyPatch, item: OutboxItem) -> None:
+    async def accepting(pdu: SubmitSm) -> SubmitOutcome:
+        return SubmitOutcome(Status.ESME_ROK, "5b1", False, "accepted")
+
+    monkeypatch.setattr(transport.esme, "submit", accepting)
+    assert await transport.deliver(item) == Delivered()
+
+
+async def test_a_receipt_whose_report_is_not_confirmed_is_reported_on_redelivery(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender asked for a receipt: the sent part stays recorded until the XMPP server
+    confirmed the report, so the SMSC's redelivery of a refused receipt still finds it."""
+    sink = RefusingSink(refusals=0, unconfirmed=1)
+    transport = transport_with(tmp_path, store, sink)
+    alice = await store.subscriber_by_account("sms", ALICE_NUMBER)
+    assert alice is not None
+    payload = {"body": "hi", "from": "alice@example.test/laptop", "id": "x3", "receipt": True}
+    await sent_by(transport, monkeypatch, OutboxItem(3, "sms", alice.id, "x2s:3", "+33698000001",
+                                                     payload, "sending", 1, 0, 0, 9e9))  # fmt: skip
+    assert await answer(transport, receipt_for("5b1")) != Status.ESME_ROK  # not confirmed
+    assert await answer(transport, receipt_for("5b1")) == Status.ESME_ROK  # the redelivery
+    reports = [e for e in sink.taken if isinstance(e, DeliveryReported)]
+    assert [(r.msg_id, r.ok) for r in reports] == [("x3", True)]
+    assert await store.sms.sent_seqs("x2s:3") == set()  # forgotten once reported
+
+
+async def test_a_delivered_forward_is_forgotten_with_its_receipt(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forward (from the service number) has nobody to report to: its receipt marks and
+    forgets it in one write."""
+    sink = RefusingSink(refusals=0)
+    transport = transport_with(tmp_path, store, sink)
+    alice = await store.subscriber_by_account("sms", ALICE_NUMBER)
+    assert alice is not None
+    payload = {"body": "Bob: hi", "from_service": True, "reply_network": "msn", "id": "fw"}
+    await sent_by(transport, monkeypatch, OutboxItem(4, "sms", alice.id, "fwd:4", ALICE_NUMBER,
+                                                     payload, "sending", 1, 0, 0, 9e9))  # fmt: skip
+    commits = store.commit_stats[0]
+    assert await answer(transport, receipt_for("5b1")) == Status.ESME_ROK
+    assert store.commit_stats[0] - commits == 1
+    assert await store.sms.sent_seqs("fwd:4") == set()
+    assert [r.ok for r in sink.taken if isinstance(r, DeliveryReported)] == [True]
+
+
+async def test_a_redelivery_is_dropped_within_the_window_and_taken_after_it(
+    tmp_path: Path, store: Store
+) -> None:
+    """The de-dup marker is committed once the message is, holds across a restart, and
+    lasts MO_DUPLICATE_WINDOW_S."""
+    now = [1_800_000_000.0]
+    sink = RefusingSink(refusals=0)
+    transport = transport_with(tmp_path, store, sink)
+    transport.clock = lambda: now[0]
+    pdu = mo("33697000001", ALICE_NUMBER.lstrip("+"), "once")
+    assert await answer(transport, pdu) == Status.ESME_ROK
+    now[0] += 200
+    restarted = transport_with(tmp_path, store, sink)
+    restarted.clock = lambda: now[0]
+    assert await answer(restarted, pdu) == Status.ESME_ROK  # a redelivery: dropped
+    assert len(sink.taken) == 1
+    now[0] += 302  # past the window since the marker: the same text again is a new message
+    assert await answer(restarted, pdu) == Status.ESME_ROK
+    assert [e.body for e in sink.taken if isinstance(e, LegacyMessageReceived)] == ["once", "once"]

@@ -245,11 +245,11 @@ async def test_finish_part_forgets_a_delivered_message_in_the_same_write(store: 
     await store.sms.record_sent(_part("m", 1, "p1", sub), NOW)
     await store.sms.record_sent(_part("m", 2, "p2", sub), NOW)
     commits = store.commit_stats[0]
-    assert await store.sms.finish_part("m", 1, "ok") == ["ok", "sent"]
+    assert await store.sms.finish_part("m", 1, "ok", 2) == ["ok", "sent"]
     assert await store.sms.sent_seqs("m") == {1, 2}  # not all delivered yet: kept
     found = await store.sms.sent_part_by_id(("p1",))
     assert found is not None and found.state == "ok"
-    assert await store.sms.finish_part("m", 2, "ok") == ["ok", "ok"]
+    assert await store.sms.finish_part("m", 2, "ok", 2) == ["ok", "ok"]
     assert store.commit_stats[0] - commits == 2
     assert await store.sms.sent_seqs("m") == set()
     assert await store.sms.sent_part_by_id(("p2",)) is None
@@ -258,8 +258,20 @@ async def test_finish_part_forgets_a_delivered_message_in_the_same_write(store: 
 async def test_finish_part_keeps_a_failed_message(store: Store) -> None:
     sub = await _subscriber(store)
     await store.sms.record_sent(_part("m", 1, "p1", sub, 1), NOW)
-    assert await store.sms.finish_part("m", 1, "UNDELIV") == ["UNDELIV"]
+    assert await store.sms.finish_part("m", 1, "UNDELIV", 1) == ["UNDELIV"]
     assert await store.sms.sent_seqs("m") == {1}
+
+
+async def test_finish_part_keeps_a_message_whose_other_parts_are_not_recorded_yet(store: Store) -> None:
+    """A fast SMSC can send the first part's receipt before the second part is recorded:
+    the first part stays until the second one's receipt finds it."""
+    sub = await _subscriber(store)
+    await store.sms.record_sent(_part("m", 1, "p1", sub), NOW)
+    assert await store.sms.finish_part("m", 1, "ok", 2) == ["ok"]
+    assert await store.sms.sent_seqs("m") == {1}
+    await store.sms.record_sent(_part("m", 2, "p2", sub), NOW)
+    assert await store.sms.finish_part("m", 2, "ok", 2) == ["ok", "ok"]
+    assert await store.sms.sent_seqs("m") == set()
 
 
 async def test_seen_since_reads_without_writing(store: Store) -> None:
