@@ -73,6 +73,7 @@ class _Session:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        self.outgoing: list[bytes] = []  # PDUs sent in this turn of the event loop
         self.pending: dict[int, asyncio.Future[Pdu]] = {}
         self.ended = asyncio.Event()
         self.reason = ""
@@ -88,14 +89,29 @@ class _Session:
             self.delivers.put_nowait(None)
 
     async def send(self, pdu: Pdu) -> None:
+        """Queue ``pdu`` for the socket. The PDUs sent in one turn of the event loop go out
+        in one write at the end of it (a write is a system call: under load, many submit_sm
+        and deliver_sm_resp share one), in the order they were sent."""
         if self.ended.is_set():
             raise _LinkLost(self.reason)
+        self.outgoing.append(encode(pdu))
+        if len(self.outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
         try:
-            self.writer.write(encode(pdu))
             await self.writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             self.end(f"write failed: {exc.__class__.__name__}")
             raise _LinkLost(self.reason) from None
+
+    def flush(self) -> None:
+        """Write what was sent so far (a failure ends the session: its requests fail)."""
+        if not self.outgoing:
+            return
+        data, self.outgoing = b"".join(self.outgoing), []
+        try:
+            self.writer.write(data)
+        except (ConnectionError, RuntimeError) as exc:
+            self.end(f"write failed: {exc.__class__.__name__}")
 
 
 class Esme:
@@ -257,6 +273,7 @@ class Esme:
             self._bound.clear()
             self._session = None
             reader_task.cancel()
+            session.flush()  # an unbind_resp sent just before
             writer.close()
             if was_bound:
                 log.info("unbound from SMSC: %s", session.reason)
