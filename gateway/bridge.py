@@ -313,13 +313,14 @@ class Bridge:
         return f"{local}@{self.components[network].boundjid.bare}"
 
     async def presence_received(self, network: str, event: XmppPresenceReceived) -> None:
+        if event.kind in ("available", "unavailable") and event.contact is not None:
+            return  # presence directed to a contact JID (a broadcast copy) is not the user's own state
         component = self.components[network]
         sub = await self.store.subscriber_by_jid(event.sender.bare)
-        account = await self.store.account(sub.id, network) if sub else None
         if event.kind in ("available", "unavailable"):
-            if event.contact is None:  # presence directed to a contact JID is not the user's own state
-                await self._track(network, event, sub)
+            await self._track(network, event, sub)
             return
+        account = await self.store.account(sub.id, network) if sub else None
         if event.contact is None:
             for action in xep0100.to_component(event, registered=account is not None):
                 component.send_xmpp_presence(action)
