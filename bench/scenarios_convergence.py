@@ -242,6 +242,51 @@ class ConvergenceWorld:
             await proc.stop()
 
 
+@dataclass
+class Fakes:
+    """A world's fake MSN server and fake SMSC, and the gateway config for both networks."""
+
+    server: ManagedProcess
+    server_ctl: Control
+    ns_port: int
+    http_port: int
+    smsc: ManagedProcess
+    smsc_ctl: SmscControl
+    config: Path
+
+
+async def start_fakes(
+    ctx: BenchContext,
+    name: str,
+    users_file: Path,
+    stack: contextlib.AsyncExitStack,
+    *,
+    msn_timeout: float = 60.0,
+) -> Fakes:
+    """Start the fake MSN server (seeded from ``users_file``) and the fake SMSC, both stopped
+    by ``stack``, and write the gateway config for both networks with its database created."""
+    server, server_ctl, ns_port, http_port = await start_msn_server(
+        ctx, name, users_file, timeout=msn_timeout
+    )
+    stack.push_async_callback(server.stop)
+    stack.push_async_callback(server_ctl.close)
+    smsc, smsc_ctl, smpp_port, system_id, smpp_password = await start_smsc(ctx, name)
+    stack.push_async_callback(smsc.stop)
+    stack.push_async_callback(smsc_ctl.close)
+    config = ctx.workdir / name / "passerelle.toml"
+    both_networks_config(
+        ctx,
+        config,
+        smsc_port=smpp_port,
+        system_id=system_id,
+        password=smpp_password,
+        ns_port=ns_port,
+        http_port=http_port,
+    )
+    await _cli(config, "db", "upgrade")
+    return Fakes(server, server_ctl, ns_port, http_port, smsc, smsc_ctl, config)
+
+
 async def wait_logged_in(server_ctl: Control, handles: list[str], since: int, timeout: float) -> float:
     """Wait until every handle's session set its status (CHG) at the MSN server; the time of the last."""
     last = 0.0
@@ -273,29 +318,15 @@ async def start_convergence_world(
     )
     await asyncio.to_thread(write_prosody_accounts, ctx.prosody, away_users + online_users_, BENCH_PASSWORD)
 
-    server, server_ctl, ns_port, http_port = await start_msn_server(ctx, name, users_file)
     stack = contextlib.AsyncExitStack()
-    stack.push_async_callback(server.stop)
-    stack.push_async_callback(server_ctl.close)
     try:
-        peers_proc, peers_ctl = await start_msn_peers(ctx, name, peer_list, ns_port, http_port)
+        fakes = await start_fakes(ctx, name, users_file, stack)
+        server, server_ctl, smsc, smsc_ctl, config = (
+            fakes.server, fakes.server_ctl, fakes.smsc, fakes.smsc_ctl, fakes.config
+        )  # fmt: skip
+        peers_proc, peers_ctl = await start_msn_peers(ctx, name, peer_list, fakes.ns_port, fakes.http_port)
         stack.push_async_callback(peers_proc.stop)
         stack.push_async_callback(peers_ctl.close)
-        smsc, smsc_ctl, smpp_port, system_id, smpp_password = await start_smsc(ctx, name)
-        stack.push_async_callback(smsc.stop)
-        stack.push_async_callback(smsc_ctl.close)
-
-        config = base / "passerelle.toml"
-        both_networks_config(
-            ctx,
-            config,
-            smsc_port=smpp_port,
-            system_id=system_id,
-            password=smpp_password,
-            ns_port=ns_port,
-            http_port=http_port,
-        )
-        await _cli(config, "db", "upgrade")
         seeds = [
             Seed(f"{u}@{ctx.domain}", away_number(i), handle_of(u), passwords[u])
             for i, u in enumerate(away_users)

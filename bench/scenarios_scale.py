@@ -49,7 +49,7 @@ from gateway.ops.admin_socket import AdminSocketError, NotRunning, request
 from .ceiling import BENCH_PASSWORD, ManagedProcess
 from .populate import Seed, SeedContact, populate_gateway, prosody_roster_files, write_prosody_accounts
 from .rawclient import RawClient
-from .scenarios_convergence import both_networks_config, start_gateway
+from .scenarios_convergence import start_fakes, start_gateway
 from .scenarios_msn import (
     MSN_DOMAIN,
     RELOGIN_SETTLE_S,
@@ -62,7 +62,6 @@ from .scenarios_msn import (
     _unavailable,
     contact_handle,
     contact_jid,
-    start_msn_server,
     start_world,
 )
 from .scenarios_sms import (
@@ -75,7 +74,6 @@ from .scenarios_sms import (
     _size,
     mo_run,
     mt_closed_loop,
-    start_smsc,
     subscriber_number,
 )
 from .stats import CpuMeter, Row, Target, cpu_seconds, rss_kib
@@ -238,23 +236,10 @@ async def _start(ctx: BenchContext, size: int) -> ScaleWorld:
 
     stack = contextlib.AsyncExitStack()
     try:
-        server, server_ctl, ns_port, http_port = await start_msn_server(ctx, name, users_file, timeout=180.0)
-        stack.push_async_callback(server.stop)
-        stack.push_async_callback(server_ctl.close)
-        smsc, smsc_ctl, smpp_port, system_id, smpp_password = await start_smsc(ctx, name)
-        stack.push_async_callback(smsc.stop)
-        stack.push_async_callback(smsc_ctl.close)
-        config = base / "passerelle.toml"
-        both_networks_config(
-            ctx,
-            config,
-            smsc_port=smpp_port,
-            system_id=system_id,
-            password=smpp_password,
-            ns_port=ns_port,
-            http_port=http_port,
-        )
-        await _cli(config, "db", "upgrade")
+        fakes = await start_fakes(ctx, name, users_file, stack, msn_timeout=180.0)
+        server, server_ctl, smsc, smsc_ctl, config = (
+            fakes.server, fakes.server_ctl, fakes.smsc, fakes.smsc_ctl, fakes.config
+        )  # fmt: skip
         await asyncio.gather(
             *(
                 _cli(config, "user", "add", f"{u}@{ctx.domain}", "--msisdn", n)
