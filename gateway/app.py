@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from gateway.bridge import Bridge
 from gateway.config import Config, ConfigError
+from gateway.gc_policy import GcPolicy
 from gateway.ops.runtime import Operations
 from gateway.storage import Cipher, Store
 from gateway.transport import Transport
@@ -126,6 +127,8 @@ class Gateway:
             await self.stop()
             raise
         log.info("gateway running: %s", ", ".join(self.settings[n][0] for n in self.transports))
+        collector = asyncio.ensure_future(GcPolicy().run())  # long-lived sessions out of full GCs
         await stop.wait()
         log.info("stopping")
+        collector.cancel()
         await self.stop()
