@@ -708,13 +708,18 @@ class Bridge:
             self.counters.bump(self.counters.failed, network)
             await self._fail(network, item, UserError("recipient-unavailable", reason=_expired(item)))
             return
-        if not await self._outbox_write(network, item, self.store.mark_sending(item.id), "mark sending"):
-            return  # nothing was sent: tried again after a pause
+        # 'sending' and the attempt count commit with the transport's first write, or
+        # before it (writes commit in submit order), never on their own: nothing depends on
+        # them being stored before the send (the SMS transport learns that an earlier try
+        # got as far as sending from its own count of the message).
+        marked = self.store.start_mark_sending(item.id)
         try:
             outcome = await self.transports[network].deliver(item)
         except Exception:
             log.exception("sending outbox message %d on %s failed; it stays queued", item.id, network)
             outcome = Retry(5.0, "internal error")
+        finally:
+            await _settled(marked, item.id)
         match outcome:
             case Delivered():
                 self.counters.bump(self.counters.to_network, network)
@@ -942,6 +947,15 @@ class Bridge:
                 "replayed_after_restart": self.counters.replayed,
             },
         }
+
+
+async def _settled(marked: Awaitable[object], item_id: int) -> None:
+    """The end of a 'sending' mark. Refused (the database is full, say), the send has
+    happened anyway; the state change after it is kept in memory if it is refused too."""
+    try:
+        await marked
+    except Exception as exc:
+        log.debug("outbox message %d: the database refused to mark it sending (%s)", item_id, exc)
 
 
 async def _sleep(wake: asyncio.Event, delay: float) -> None:

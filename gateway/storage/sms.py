@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import hmac
 import json
@@ -26,6 +27,17 @@ from gateway.storage.writer import GroupWriter
 
 SENT_CACHE_TTL_S = 10.0  # as the store's identity cache: another process's change is seen by then
 SENT_CACHE_SIZE = 50000
+
+
+class Counted(enum.Enum):
+    """What :meth:`SmsTables.count_send` did; true unless a limit refused the message."""
+
+    REFUSED = 0  # a limit would be passed: nothing counted
+    NOW = 1  # counted by this call: no earlier try got as far as sending
+    BEFORE = 2  # counted by an earlier try, which may have sent some parts
+
+    def __bool__(self) -> bool:
+        return self is not Counted.REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +132,14 @@ class SmsTables:
 
     async def count_send(
         self, item_key: str, subscriber_id: int, parts: int, now: float, limits: Quota
-    ) -> bool:
+    ) -> Counted:
         """Record ``parts`` SMS for ``item_key`` unless a limit would be passed.
 
         Limits count per clock hour and per UTC day, in counters (O(1) whatever the
         volume). The check and the increments run in one transaction in which nothing
         else interleaves, so concurrent sends cannot exceed a quota. Counting the same
-        item twice (a retry) is a no-op returning True.
+        item twice (a retry) counts nothing and answers ``Counted.BEFORE``: parts are sent
+        only once their message is counted, so only then can some be sent already.
         """
         return await self._w.run(
             partial(_count_send, key=item_key, sub=subscriber_id, parts=parts, now=now, limits=limits)
@@ -269,9 +282,9 @@ class SmsTables:
 
 def _count_send(
     conn: sqlite3.Connection, *, key: str, sub: int, parts: int, now: float, limits: Quota
-) -> bool:
+) -> Counted:
     if conn.execute("SELECT 1 FROM sms_sent WHERE item_key = ?", (key,)).fetchone():
-        return True  # a retry: counted already
+        return Counted.BEFORE  # a retry: counted already
     hour, day = f"h{int(now // 3600)}", f"d{int(now // 86400)}"
     used = "(SELECT COALESCE((SELECT parts FROM sms_usage WHERE bucket = ? AND subscriber_id = ?), 0))"
     checks = (
@@ -285,14 +298,14 @@ def _count_send(
         (key, sub, parts, now, *(value for check in checks for value in check)),
     )
     if cur.rowcount != 1:
-        return False  # a limit would be passed
+        return Counted.REFUSED  # a limit would be passed
     bump = (
         "INSERT INTO sms_usage (bucket, subscriber_id, parts) VALUES (?, ?, ?) "
         "ON CONFLICT (bucket, subscriber_id) DO UPDATE SET parts = parts + excluded.parts"
     )
     for bucket, who in ((hour, sub), (day, sub), (day, 0)):
         conn.execute(bump, (bucket, who, parts))
-    return True
+    return Counted.NOW
 
 
 def _delivered(states: list[str], total: int) -> bool:

@@ -7,6 +7,7 @@ methods when a deployment outgrows one machine. SQL is only ever built with para
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -25,7 +26,7 @@ from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
 from gateway.storage.reader import Reader, first
 from gateway.storage.sms import SmsTables
-from gateway.storage.writer import GroupWriter
+from gateway.storage.writer import GroupWriter, WriteResult
 
 log = logging.getLogger(__name__)
 CACHE_TTL_S = 10.0  # changes made by another process (the CLI) are seen within this time
@@ -616,7 +617,12 @@ class Store:
         return [self._outbox.item(r) for r in rows]
 
     async def mark_sending(self, item_id: int) -> None:
-        await self._w.write(
+        await self.start_mark_sending(item_id)
+
+    def start_mark_sending(self, item_id: int) -> asyncio.Future[WriteResult]:
+        """:meth:`mark_sending`, submitted now and awaited later: it commits with (or
+        before) the next write submitted, so a send pays no commit of its own for it."""
+        return self._w.start_write(
             "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (item_id,)
         )
 

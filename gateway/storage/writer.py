@@ -131,9 +131,21 @@ class GroupWriter:
         """
         return cast(T, await self._submit([], call=work, guarded=True))
 
+    def start_write(self, sql: str, params: Params = ()) -> asyncio.Future[WriteResult]:
+        """Submit a write now and await it later. It is in the queue when this returns, so
+        it commits no later than any write submitted after it (in the same transaction, or
+        an earlier one): a caller may start a write, then await a later one that must not
+        commit without it. The future must be awaited (or its exception read)."""
+        return cast("asyncio.Future[WriteResult]", self._enqueue([(sql, params)]))
+
     async def _submit(
         self, statements: list[tuple[str, Params]], *, call: Work | None = None, guarded: bool = False
     ) -> Any:
+        return await self._enqueue(statements, call=call, guarded=guarded)
+
+    def _enqueue(
+        self, statements: list[tuple[str, Params]], *, call: Work | None = None, guarded: bool = False
+    ) -> asyncio.Future[Any]:
         if self._closed or self._thread is None or not self._thread.is_alive():
             raise WriterClosed("the database writer is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -141,7 +153,7 @@ class GroupWriter:
         self._outgoing.append(_Op(future, statements, call, guarded))
         if len(self._outgoing) == 1:
             self._loop.call_soon(self._hand_over)
-        return await future
+        return future
 
     def _hand_over(self) -> None:
         """Give the writes of this turn of the loop to the thread in one go: waking a thread

@@ -162,6 +162,38 @@ async def test_a_part_the_smsc_accepted_is_not_submitted_again_when_its_record_i
     assert await store.sms.sent_seqs("x2s:1") == {1}
 
 
+async def test_a_retry_after_a_crash_skips_the_parts_sent_even_without_a_stored_attempt(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 'sending' mark commits with the message's count, not before the send: after a
+    crash the stored item can read 0 attempts although its first part went out. The
+    count says so, and the part recorded as accepted is not submitted again."""
+    submitted: list[SubmitSm] = []
+
+    async def accepting(pdu: SubmitSm) -> SubmitOutcome:
+        submitted.append(pdu)
+        if len(submitted) == 2:
+            raise RuntimeError("killed before the second part's answer")
+        return SubmitOutcome(Status.ESME_ROK, f"id{len(submitted)}", False, "accepted")
+
+    alice = await store.subscriber_by_account("sms", ALICE_NUMBER)
+    assert alice is not None
+    body = "long " * 60  # two parts
+    item = OutboxItem(7, "sms", alice.id, "x2s:7", "+33698000001", {"body": body}, "queued", 0, 0, 0, 9e9)
+    before = transport_with(tmp_path, store, RefusingSink(refusals=0))
+    monkeypatch.setattr(before.esme, "submit", accepting)
+    with pytest.raises(RuntimeError):
+        await before.deliver(item)
+    assert await store.sms.sent_seqs("x2s:7") == {1}
+
+    after = transport_with(tmp_path, store, RefusingSink(refusals=0))  # restarted: nothing in memory
+    monkeypatch.setattr(after.esme, "submit", accepting)
+    assert await after.deliver(item) == Delivered()  # the same stored item: 0 attempts
+    assert len(submitted) == 3
+    parts = [pdu.short_message for pdu in submitted]
+    assert parts[2] == parts[1] != parts[0]  # only the second part again
+
+
 async def test_an_early_receipt_that_cannot_be_reported_is_applied_later(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.addressing import FullJid
 from gateway.storage import Account, Cipher, OutboxItem, Store, Subscriber, create_key_file
+from gateway.storage.writer import WriteResult
 from gateway.transport import DeliveryOutcome
 from tests.echo_transport import EchoTransport
 
@@ -33,9 +34,14 @@ class FullableStore(Store):
         self._write("enqueue")
         return await super().enqueue(**kwargs)
 
-    async def mark_sending(self, item_id: int) -> None:
-        self._write("mark_sending")
-        await super().mark_sending(item_id)
+    def start_mark_sending(self, item_id: int) -> asyncio.Future[WriteResult]:
+        try:
+            self._write("mark_sending")
+        except sqlite3.OperationalError as exc:  # as the writer would settle it
+            refused: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+        return super().start_mark_sending(item_id)
 
     async def reschedule(self, item_id: int, next_attempt: float) -> None:
         self._write("reschedule")

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.bridge import Bridge
 from gateway.storage import OutboxItem
+from gateway.storage.writer import WriteResult
 from gateway.transport import Delivered
 from tests.conftest import base_config
 from tests.unit.bridge_fakes import ALICE, FullableStore, ScriptedTransport, until
@@ -28,10 +29,15 @@ class SlowStore(FullableStore):
         self.marking_started, self.marking_go = asyncio.Event(), asyncio.Event()
         self.read_done, self.read_go = asyncio.Event(), asyncio.Event()
 
-    async def mark_sending(self, item_id: int) -> None:
+    def start_mark_sending(self, item_id: int) -> asyncio.Future[WriteResult]:
         self.marking_started.set()
-        await self.marking_go.wait()
-        await super().mark_sending(item_id)
+        parent = super()
+
+        async def held() -> WriteResult:  # the send ends once its mark is settled
+            await self.marking_go.wait()
+            return await parent.start_mark_sending(item_id)
+
+        return asyncio.ensure_future(held())
 
     async def conversation_heads(self, network: str, limit: int) -> list[OutboxItem]:
         rows = await super().conversation_heads(network, limit)

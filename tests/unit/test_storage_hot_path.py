@@ -13,7 +13,7 @@ import pytest
 
 from gateway.addressing import BareJid
 from gateway.storage import Contact, Store
-from gateway.storage.sms import Quota, SentPart
+from gateway.storage.sms import Counted, Quota, SentPart
 
 NOW = 1_700_000_000.0
 OPEN = Quota(100, 1000, 10000)
@@ -81,14 +81,16 @@ async def test_concurrent_writes_share_a_hop(store: Store) -> None:
 async def test_count_send_counts_once_and_refuses_over_quota(store: Store) -> None:
     sub = await _subscriber(store)
     limits = Quota(3, 10, 100)
-    assert await store.sms.count_send("a", sub, 2, NOW, limits)
-    assert await store.sms.count_send("a", sub, 2, NOW, limits)  # a retry: free, even at the same time
+    assert await store.sms.count_send("a", sub, 2, NOW, limits) is Counted.NOW
+    # a retry: free, even at the same time, and known as one (earlier parts may be sent)
+    assert await store.sms.count_send("a", sub, 2, NOW, limits) is Counted.BEFORE
     assert await store.sms.usage(sub, NOW) == (2, 2)
-    assert not await store.sms.count_send("b", sub, 2, NOW, limits)  # 4 > 3 per hour
+    assert await store.sms.count_send("b", sub, 2, NOW, limits) is Counted.REFUSED  # 4 > 3 per hour
     assert await store.sms.usage(sub, NOW) == (2, 2)
     assert await store.sms.count_send("c", sub, 1, NOW, limits)
     assert await store.sms.usage(sub, NOW) == (3, 3)
     assert not await store.sms.count_send("b", sub, 2, NOW, limits)  # still refused
+    assert await store.sms.count_send("b", sub, 1, NOW, limits) is Counted.REFUSED  # not a retry
 
 
 async def test_first_time(store: Store) -> None:

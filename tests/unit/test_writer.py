@@ -292,3 +292,23 @@ async def test_writes_settle_in_the_order_they_were_submitted(
     await w.write("INSERT INTO t (name) VALUES ('second')")
     assert first.done() and first.exception() is None
     assert await names(db) == ["first", "second"]
+
+
+async def test_a_started_write_is_settled_once_a_later_write_is(
+    w: GroupWriter, db: aiosqlite.Connection
+) -> None:
+    started = w.start_write("INSERT INTO t (name) VALUES (?)", ("first",))
+    assert not started.done()  # submitted, not yet committed
+    await w.write("INSERT INTO t (name) VALUES (?)", ("second",))
+    assert started.done()
+    assert (await started).rowcount == 1
+    assert await names(db) == ["first", "second"]
+
+
+async def test_a_started_write_that_fails_fails_alone(w: GroupWriter, db: aiosqlite.Connection) -> None:
+    await w.write("INSERT INTO t (name) VALUES (?)", ("taken",))
+    started = w.start_write("INSERT INTO t (name) VALUES (?)", ("taken",))
+    await w.write("INSERT INTO t (name) VALUES (?)", ("after",))
+    with pytest.raises(sqlite3.IntegrityError):
+        await started
+    assert await names(db) == ["taken", "after"]

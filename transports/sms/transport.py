@@ -34,7 +34,7 @@ from gateway.core.events import (
 from gateway.core.model import Presence, Show
 from gateway.errors import UserError
 from gateway.storage import Account, Contact, OutboxItem, Store, Subscriber
-from gateway.storage.sms import Quota, SentPart, StoredPart
+from gateway.storage.sms import Counted, Quota, SentPart, StoredPart
 from gateway.transport import (
     Delivered,
     DeliveryOutcome,
@@ -341,11 +341,13 @@ class SmsTransport:
             return Failed("too-long", {"limit": self.cfg.max_parts})
         now = self.clock()
         quota = UNLIMITED if item.payload.get("force") else self.quota  # STOP/START confirmations
-        if not await self.store.sms.count_send(item.dedup_key, item.subscriber_id, encoded.parts, now, quota):
+        sms = self.store.sms
+        counted = await sms.count_send(item.dedup_key, item.subscriber_id, encoded.parts, now, quota)
+        if not counted:
             return Failed(
                 "quota", {"reason": await self._quota_reason(item.subscriber_id, encoded.parts, now)}
             )
-        done = await self.store.sms.sent_seqs(item.dedup_key) if item.attempts else set()
+        done = await sms.sent_seqs(item.dedup_key) if counted is Counted.BEFORE else set()
         done |= {seq for key, seq in self._unrecorded if key == item.dedup_key}
         ref = item.id % 256
         if from_service:
