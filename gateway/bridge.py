@@ -721,14 +721,28 @@ class Bridge:
         finally:
             await _settled(marked, item.id)
         match outcome:
-            case Delivered():
+            case Delivered(reached=reached):
                 self.counters.bump(self.counters.to_network, network)
+                if reached:
+                    self._receipt(network, item)
                 await self._remove(network, item)
             case Failed(error_key=key, params=params):
                 self.counters.bump(self.counters.failed, network)
                 await self._fail(network, item, UserError(key, **params))
             case Retry(after_s=after):
                 await self._reschedule(network, item, self.clock() + min(after, RETRY_CAP_S))
+
+    def _receipt(self, network: str, item: OutboxItem) -> None:
+        """A XEP-0184 receipt for a message the network says reached its contact, when
+        its sender asked for one. Not confirmed: if it is lost (the XMPP server restarting),
+        the message was delivered all the same, and is not sent again."""
+        msg_id, sender = str(item.payload.get("id", "")), str(item.payload.get("from", ""))
+        if not (item.payload.get("receipt") and msg_id and sender):
+            return
+        contact = str(item.payload.get("contact", "")) or self.transports[network].contact_localpart(
+            item.destination
+        )
+        self.components[network].send_receipt(FullJid.parse(sender), contact, msg_id)
 
     async def _reschedule(self, queue: str, item: OutboxItem, at: float) -> None:
         await self._outbox_write(queue, item, self.store.reschedule(item.id, at), "reschedule", until=at)

@@ -61,9 +61,13 @@ RegistrationOutcome = Linked | NeedMore
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """The network accepted the message; ``receipt_ref`` correlates a later receipt."""
+    """The network accepted the message; ``receipt_ref`` correlates a later receipt.
+    ``reached`` when the network's acceptance is itself proof that the contact got it (an
+    MSN switchboard's ACK with the contact in the session): a XEP-0184 request is then
+    answered at once, not by a later delivery report."""
 
     receipt_ref: str | None = None
+    reached: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -379,6 +379,49 @@ async def test_contact_going_offline_mid_conversation(
     assert err["error"]["text"] == "bob@escargot.test is offline on MSN."
 
 
+async def test_a_receipt_request_is_answered_once_the_switchboard_acked_it(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """XEP-0184 over MSN: the ACK of a switchboard bob is in is proof that he got it. Only
+    asked-for receipts are sent, with the message's id, from the JID it was sent to; a
+    message that cannot be delivered gets its error and no receipt."""
+    user, history = alice
+    bob = await log_in(msn_server, buddies, "bob")
+    await sign_in(user, history, ROSTER)
+    info = await user.plugin["xep_0030"].get_info(jid=MSN_JID, timeout=10)
+    assert "urn:xmpp:receipts" in info["disco_info"]["features"]
+
+    mark = history.mark()
+    for msg_id, asked in (("m-plain", False), ("m-asked", True)):
+        msg = user.make_message(mto=BOB, mbody=msg_id, mtype="chat")
+        msg["id"] = msg_id
+        if asked:
+            ET.SubElement(msg.xml, "{urn:xmpp:receipts}request")
+        msg.send()
+    await bob.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "m-asked")
+    got = await history.wait(lambda s: s.xml.find("{urn:xmpp:receipts}received") is not None, mark)
+    assert str(got["from"]) == BOB and str(got["to"]) == f"alice@{DOMAIN}/laptop"
+    assert got.xml.find("{urn:xmpp:receipts}received").get("id") == "m-asked"
+    await asyncio.sleep(0.5)
+    receipts = [s for s in history.stanzas[mark:] if s.xml.find("{urn:xmpp:receipts}received") is not None]
+    assert len(receipts) == 1, "a receipt nobody asked for, or one sent twice"
+
+    mark = history.mark()
+    await bob.session.close()
+    await history.presence(BOB, mark, type="unavailable")
+    msg = user.make_message(mto=BOB, mbody="are you there?", mtype="chat")
+    msg["id"] = "m-offline"
+    ET.SubElement(msg.xml, "{urn:xmpp:receipts}request")
+    msg.send()
+    err = await history.message(BOB, mark, type="error")
+    assert err["id"] == "m-offline" and err["error"]["condition"] == "recipient-unavailable"
+    await asyncio.sleep(0.5)
+    assert not [s for s in history.stanzas[mark:] if s.xml.find("{urn:xmpp:receipts}received") is not None]
+
+
 async def test_dropped_connection_comes_back_consistent_and_loses_nothing(
     gateway: Gateway,
     alice: tuple[ScriptedUser, History],

@@ -73,7 +73,7 @@ class _Login:
 
 class MsnTransport:
     network = "msn"
-    features = frozenset({"http://jabber.org/protocol/chatstates"})
+    features = frozenset({"http://jabber.org/protocol/chatstates", "urn:xmpp:receipts"})
     registration_fields = (
         FormField("handle", "MSN address", desc="e.g. bob@hotmail.com"),
         FormField("password", "MSN password", "text-private"),
@@ -487,7 +487,7 @@ class MsnTransport:
         if result.status is msn.DeliveryStatus.ACKED:
             self.send_errors.pop(item.id, None)
             self.counters["messages_out"] += 1
-            return Delivered()
+            return Delivered(reached=True)  # the ACK of a switchboard the contact is in
         if result.status is msn.DeliveryStatus.OFFLINE:
             self.send_errors.pop(item.id, None)
             self.counters["offline_refusals"] += 1
