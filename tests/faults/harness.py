@@ -696,7 +696,7 @@ max_forwards_per_minute = 1000
                 fault_task = asyncio.ensure_future(action(self, fault))
             tok = {d: self.token(d, i) for d in DIRECTIONS}
             self.alice.send("x2s", f"+336980{i % 50:05d}@{SMS}", tok["x2s"], True)
-            self.alice.send("x2m", f"bob\\40escargot.test@{MSN}", tok["x2m"], False)
+            self.alice.send("x2m", f"bob\\40escargot.test@{MSN}", tok["x2m"], True)
             spawn(mo("s2x", f"+336970{i % 50:05d}", ALICE_NUMBER, tok["s2x"], tok["s2x"]))
             buddy = "carol" if i % 2 else "dave"
             spawn(mo("s2m", SAM_NUMBER, "2020", f"@{buddy} {tok['s2m']}", tok["s2m"]))
@@ -756,12 +756,20 @@ max_forwards_per_minute = 1000
         lines.append(
             f"client errors by condition: {dict(self.alice.error_conditions)}; "
             f"receipts {len(self.alice.receipts)}; "
-            f"client reconnects {self.alice.reconnects}; MO redeliveries {dict(self.mo_errors)}; "
+            f"client reconnects {self.alice.reconnects}; x2m delivered without a receipt "
+            f"{len(self.unreceipted('x2m'))}; MO redeliveries {dict(self.mo_errors)}; "
             f"MSN send failures { {n: dict(p.failures) for n, p in self.buddies.items() if p.failures} }; "
             f"stray texts {len(self.stray)} (s2m failure notices {self.s2m_notices}, m2s "
             f"{dict(self.m2s_notices)}) {self.stray[:3]}"
         )
         print("\n".join(lines))
+
+    def unreceipted(self, flow: str) -> list[str]:
+        """Messages of ``flow`` (x2s, x2m: sent with a XEP-0184 request) that reached their
+        contact although their sender got no receipt."""
+        f = self.flows[flow]
+        receipts = self.alice.receipts if self.alice else set()
+        return [t for t in f.sent if f.received[t] and t not in receipts]
 
     def lost_in_flight(self, killed_at: float) -> dict[str, set[str]]:
         """Messages lost at a ``kill -9`` that were, at that instant, already handed to a
@@ -810,8 +818,7 @@ max_forwards_per_minute = 1000
         if dups > gateway_dup_bound:
             problems.append(f"{dups} duplicates made by the gateway (allowed {gateway_dup_bound})")
         if receipts and self.alice is not None:
-            x2s = self.flows["x2s"]
-            missing = [t for t in x2s.sent if x2s.received[t] and t not in self.alice.receipts]
+            missing = self.unreceipted("x2s")
             if missing:
                 problems.append(f"x2s: {len(missing)} delivered without a receipt, e.g. {missing[:3]}")
         if recovery:
