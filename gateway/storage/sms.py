@@ -155,10 +155,28 @@ class SmsTables:
         found = {row[0]: int(row[1]) for row in rows}
         return found.get(hour, 0), found.get(day, 0)
 
-    async def prune(self, before: float) -> None:
-        await self._w.write("DELETE FROM sms_sent WHERE at < ?", (before,))
-        await self._w.write("DELETE FROM sms_usage WHERE bucket < ?", (f"d{int(before // 86400)}",))
-        await self._w.write("DELETE FROM seen WHERE at < ?", (before,))
+    async def prune(self, before: float, now: float) -> tuple[int, ...]:
+        """Forget what no longer matters, in one transaction: counts of messages (and parts
+        with no receipt) older than ``before``, MO sightings older than ``before``, usage
+        buckets of past hours and days (the current hour and day stay). How many rows of
+        each (sent, parts, usage, seen) went."""
+        result = await self._w.write_group(
+            [
+                ("DELETE FROM sms_sent WHERE at < ?", (before,)),
+                ("DELETE FROM sms_parts_sent WHERE at < ?", (before,)),
+                (
+                    "DELETE FROM sms_usage WHERE "
+                    "(substr(bucket, 1, 1) = 'h' AND CAST(substr(bucket, 2) AS INTEGER) < ?) OR "
+                    "(substr(bucket, 1, 1) = 'd' AND CAST(substr(bucket, 2) AS INTEGER) < ?)",
+                    (int(now // 3600), int(now // 86400)),
+                ),
+                ("DELETE FROM seen WHERE at < ?", (before,)),
+            ],
+            savepoint=False,
+        )
+        if result.rowcounts[1]:
+            self._sent.clear()
+        return result.rowcounts
 
     # -- MO parts ---------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ CODE_ATTEMPTS = 5
 CODE_RESEND_S = 60.0
 REASSEMBLY_TIMEOUT_S = 120.0
 MO_DUPLICATE_WINDOW_S = 300.0
+PRUNE_EVERY_S = 3600.0  # how often counts, sightings and receipt-less parts are forgotten
 EARLY_RECEIPTS_KEPT = 10000
 RETRYING_KEPT = 10000  # MO messages whose hand-over failed, remembered for their redelivery
 REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
@@ -134,6 +135,7 @@ class SmsTransport:
             "throttled": 0,
         }
         self._timer: asyncio.Task[None] | None = None
+        self._next_prune = 0.0  # the first housekeeping comes a second after the start
         self._early: dict[str, Receipt] = {}
         self._stopping = False
         self._retrying: dict[str, float] = {}  # MO de-dup key -> first arrival, hand-over failed
@@ -576,6 +578,23 @@ class SmsTransport:
                 await self._record_unrecorded()
             except Exception:
                 log.exception("recording accepted SMS parts failed")
+            try:
+                await self._prune(self.clock())
+            except Exception:
+                log.exception("forgetting old SMS records failed; tried again in an hour")
+
+    async def _prune(self, now: float) -> None:
+        """Once an hour: forget per-message counts and parts with no receipt once no retry
+        and no receipt can come any more (twice the validity period, at least a day), MO
+        sightings once past the duplicate window, and usage of past hours and days. Without
+        it these tables grow with every SMS."""
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY_S
+        keep = max(2.0 * self.cfg.validity_s, 86400.0)
+        sent, parts, usage, seen = await self.store.sms.prune(now - keep, now)
+        log.info("forgot old SMS records: %d message counts, %d parts without a receipt, "
+                 "%d usage buckets, %d MO sightings", sent, parts, usage, seen)  # fmt: skip
 
     async def _expire(self, now: float) -> None:
         before = {p.key: p for p in self.reassembler.pending_parts()}
