@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import sqlite3
 import time
@@ -59,6 +60,8 @@ XMPP_BATCH = 500  # network → XMPP messages handed over per round
 AWAY_GRACE_S = 8.0  # without an XMPP client this long, a subscriber is away: MSN messages go by SMS
 ROUND_GATHER_S = 0.002
 FLUSH_S = 3.0  # at shutdown, how long sends under way may take to finish
+DELIVERED_MEMORY_S = 3600.0  # a resend of a delivered message (same id and text) is dropped this long
+HOUSEKEEPING_S = 600.0  # how often what is older than that is forgotten
 STORE_RETRY_S = 0.5  # first pause after the database refused an outbox state change
 STORE_RETRY_CAP_S = 4.0  # longest pause between tries of a refused state change
 
@@ -199,6 +202,18 @@ class Bridge:
             await transport.start(self.network_event)
             self._workers.append(asyncio.ensure_future(self._network_worker(name)))
             self._workers.append(asyncio.ensure_future(self._xmpp_worker(name)))
+        self._workers.append(asyncio.ensure_future(self._housekeeping()))
+
+    async def _housekeeping(self) -> None:
+        """Forget, now and then, the keys of messages that left the outbox long enough ago
+        that no resend of them can come any more."""
+        while True:
+            try:
+                gone = await self.store.forget_delivered(time.time() - DELIVERED_MEMORY_S)
+                log.debug("forgot %d delivered message keys", gone)
+            except Exception:
+                log.exception("forgetting old delivered message keys failed; tried again later")
+            await asyncio.sleep(HOUSEKEEPING_S)
 
     async def stop(self) -> None:
         self.accepting = False
@@ -403,7 +418,13 @@ class Bridge:
             raise UserError("not-supported", what="Messages to the gateway itself")
         legacy_id = self.transports[network].parse_contact(contact)
         now = self.clock()
-        key = f"{network}:{sender.bare}:{msg_id}" if msg_id else f"{network}:{uuid.uuid4()}"
+        # the same id and text again is a resend (XEP-0198 after a lost stream), whether the
+        # first is still queued or delivered already; another text under a reused id is not
+        key = (
+            xmpp_message_key(network, sub.id, str(sender.bare), msg_id, body)
+            if msg_id
+            else f"{network}:{uuid.uuid4()}"
+        )
         payload = {"body": body, "from": str(sender), "id": msg_id, "receipt": receipt, "contact": contact}
         route, destination = network, legacy_id
         if network == "msn":  # a linked buddy away from MSN gets an SMS
@@ -747,10 +768,11 @@ class Bridge:
     async def _reschedule(self, queue: str, item: OutboxItem, at: float) -> None:
         await self._outbox_write(queue, item, self.store.reschedule(item.id, at), "reschedule", until=at)
 
-    async def _remove(self, queue: str, item: OutboxItem) -> None:
+    async def _remove(self, queue: str, item: OutboxItem, *, delivered: bool = True) -> None:
         """Out of the outbox (delivered, or failed and answered). When the database refuses,
         the item is remembered as settled: never sent again, its removal tried again."""
-        if await self._outbox_write(queue, item, self.store.complete(item.id), "remove", settled=True):
+        removal = self.store.complete(item.id, delivered=delivered)
+        if await self._outbox_write(queue, item, removal, "remove", settled=True):
             self._forget(item.id)
 
     def _forget(self, item_id: int) -> None:
@@ -791,7 +813,7 @@ class Bridge:
         (the error confirmed by the XMPP server, or the SMS answer queued); until then it is
         parked in memory and only the telling is tried again, never the message."""
         if await self._report_failure(network, item, error):
-            await self._remove(network, item)
+            await self._remove(network, item, delivered=False)
         else:
             parked = self.parking.park(item.id, network, untold=error)
             log.info("outbox message %d: its sender could not be told it failed; tried again in %.1f s",
@@ -961,6 +983,14 @@ class Bridge:
                 "replayed_after_restart": self.counters.replayed,
             },
         }
+
+
+def xmpp_message_key(network: str, subscriber_id: int, sender: str, msg_id: str, body: str) -> str:
+    """The outbox key of a message from XMPP: the same for a resend (same sender, id and
+    text), another for a new text under a reused id. Nothing in it names the subscriber
+    but their row id (what removing them deletes: ``x:<network>:<id>:``)."""
+    seen = "\n".join((sender, msg_id, body)).encode("utf-8", "surrogatepass")
+    return f"x:{network}:{subscriber_id}:{hashlib.blake2b(seen, digest_size=12).hexdigest()}"
 
 
 async def _settled(marked: Awaitable[object], item_id: int) -> None:

@@ -114,6 +114,12 @@ MIGRATIONS: tuple[str, ...] = (
         last_at REAL NOT NULL
     );
     """,
+    # 5: the keys of messages that left the outbox, so that a client's resend of one (the
+    # same id and text, after a lost stream) is not delivered again
+    """
+    CREATE TABLE delivered (dedup_key TEXT PRIMARY KEY, at REAL NOT NULL);
+    CREATE INDEX delivered_at ON delivered (at);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

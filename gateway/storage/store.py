@@ -376,6 +376,8 @@ class Store:
                     ("DELETE FROM sms_codes WHERE jid = ?", (str(sub.jid) if sub and sub.jid else "",)),
                     ("DELETE FROM sms_sent WHERE subscriber_id = ?", (subscriber_id,)),
                     ("DELETE FROM sms_usage WHERE subscriber_id = ?", (subscriber_id,)),
+                    # keys of their delivered XMPP messages (gateway.bridge.xmpp_message_key)
+                    ("DELETE FROM delivered WHERE dedup_key LIKE ?", (f"x:%:{subscriber_id}:%",)),
                     (  # parts of unfinished multi-part SMS to their number
                         "DELETE FROM sms_mo_parts WHERE destination IN (SELECT ltrim(legacy_id, '+') "
                         "FROM accounts WHERE subscriber_id = ? AND network = 'sms')",
@@ -580,11 +582,24 @@ class Store:
         now: float,
         expires: float,
     ) -> int | None:
-        """Persist a message; return its id, or None when ``dedup_key`` was seen already."""
+        """Persist a message; return its id, or None when ``dedup_key`` was seen already:
+        in the outbox, or among the messages that left it (see :meth:`complete`)."""
         cur = await self._w.write(
             "INSERT INTO outbox (network, subscriber_id, dedup_key, destination, payload, next_attempt, "
-            "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
-            (network, subscriber_id, dedup_key, destination, json.dumps(payload), now, now, expires),
+            "created, expires) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM delivered WHERE dedup_key = ?) "
+            "ON CONFLICT (dedup_key) DO NOTHING",
+            (
+                network,
+                subscriber_id,
+                dedup_key,
+                destination,
+                json.dumps(payload),
+                now,
+                now,
+                expires,
+                dedup_key,
+            ),
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 
@@ -653,9 +668,25 @@ class Store:
         )
         self._outbox.forget(item_ids)
 
-    async def complete(self, item_id: int) -> None:
-        await self._w.write("DELETE FROM outbox WHERE id = ?", (item_id,))
+    async def complete(self, item_id: int, *, delivered: bool = True) -> None:
+        """Remove a message that was delivered (or failed, its sender told). The key of a
+        delivered message from XMPP (``x:…``, :func:`gateway.bridge.xmpp_message_key`) is
+        remembered for a while (:meth:`forget_delivered`): a resend of it is then a
+        duplicate. A failed one is not: its resend is tried (and answered) again."""
+        await self._w.write_group(
+            [
+                ("INSERT OR IGNORE INTO delivered SELECT dedup_key, ? FROM outbox "
+                 "WHERE id = ? AND ? AND dedup_key LIKE 'x:%'", (time.time(), item_id, int(delivered))),
+                ("DELETE FROM outbox WHERE id = ?", (item_id,)),
+            ],
+            savepoint=False,
+        )  # fmt: skip
         self._outbox.forget((item_id,))
+
+    async def forget_delivered(self, before: float) -> int:
+        """Forget the keys of messages that left the outbox before ``before``; how many."""
+        cur = await self._w.write("DELETE FROM delivered WHERE at < ?", (before,))
+        return cur.rowcount
 
     async def requeue_interrupted(self) -> int:
         """After a restart: put messages caught mid-send back in the queue; count them."""

@@ -47,9 +47,9 @@ class FullableStore(Store):
         self._write("reschedule")
         await super().reschedule(item_id, next_attempt)
 
-    async def complete(self, item_id: int) -> None:
+    async def complete(self, item_id: int, *, delivered: bool = True) -> None:
         self._write("complete")
-        await super().complete(item_id)
+        await super().complete(item_id, delivered=delivered)
 
     async def complete_many(self, item_ids: Any) -> None:
         self._write("complete_many")
