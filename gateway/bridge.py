@@ -418,10 +418,11 @@ class Bridge:
             raise UserError("not-supported", what="Messages to the gateway itself")
         legacy_id = self.transports[network].parse_contact(contact)
         now = self.clock()
-        # the same id and text again is a resend (XEP-0198 after a lost stream), whether the
-        # first is still queued or delivered already; another text under a reused id is not
+        # the same id and text to the same contact again is a resend (XEP-0198 after a lost
+        # stream), whether the first is still queued or delivered already; another text or
+        # another contact under a reused id is a new message
         key = (
-            xmpp_message_key(network, sub.id, str(sender.bare), msg_id, body)
+            xmpp_message_key(network, sub.id, str(sender.bare), legacy_id, msg_id, body)
             if msg_id
             else f"{network}:{uuid.uuid4()}"
         )
@@ -985,11 +986,13 @@ class Bridge:
         }
 
 
-def xmpp_message_key(network: str, subscriber_id: int, sender: str, msg_id: str, body: str) -> str:
-    """The outbox key of a message from XMPP: the same for a resend (same sender, id and
-    text), another for a new text under a reused id. Nothing in it names the subscriber
-    but their row id (what removing them deletes: ``x:<network>:<id>:``)."""
-    seen = "\n".join((sender, msg_id, body)).encode("utf-8", "surrogatepass")
+def xmpp_message_key(
+    network: str, subscriber_id: int, sender: str, contact: str, msg_id: str, body: str
+) -> str:
+    """The outbox key of a message from XMPP: the same for a resend (same sender, contact,
+    id and text), another for a new text or contact under a reused id. Nothing in it names
+    the subscriber but their row id (what removing them deletes: ``x:<network>:<id>:``)."""
+    seen = "\n".join((sender, contact, msg_id, body)).encode("utf-8", "surrogatepass")
     return f"x:{network}:{subscriber_id}:{hashlib.blake2b(seen, digest_size=12).hexdigest()}"
 
 

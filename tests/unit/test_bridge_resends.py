@@ -1,6 +1,7 @@
-"""A client's resend of a message (the same id and text, as XEP-0198 clients resend what the
-server had not acknowledged when their stream broke) is delivered once, whether the first
-copy is still queued or already delivered; another text under a reused id is a new message.
+"""A client's resend of a message (the same id and text to the same contact, as XEP-0198
+clients resend what the server had not acknowledged when their stream broke) is delivered
+once, whether the first copy is still queued or already delivered; another text or another
+contact under a reused id is a new message.
 The memory of delivered messages is bounded in time."""
 
 from __future__ import annotations
@@ -58,12 +59,15 @@ async def test_a_resend_of_a_delivered_message_is_not_delivered_again(
 
         await send("m1", "another text")  # a client that reuses its ids
         await until(lambda: len(transport.calls) == 2)
+        await bridge.message_received("test", ALICE, "carol\\40echo.test", "hello", "m1", False)
+        await until(lambda: len(transport.calls) == 3)  # the same id and text to someone else
         await settled()
+        assert [c.destination for c in transport.calls] == ["bob@echo.test"] * 2 + ["carol@echo.test"]
 
-        assert await store.forget_delivered(time.time() + 1) == 2  # an hour later, say
+        assert await store.forget_delivered(time.time() + 1) == 3  # an hour later, say
         await send("m1", "hello")
-        await until(lambda: len(transport.calls) == 3)
-        assert [c.payload["body"] for c in transport.calls] == ["hello", "another text", "hello"]
+        await until(lambda: len(transport.calls) == 4)
+        assert [c.payload["body"] for c in transport.calls] == ["hello", "another text", "hello", "hello"]
     finally:
         await bridge.stop()
 
