@@ -645,8 +645,12 @@ class Bridge:
         return await self.components[network].handover([])
 
     async def _session_state(self, event: SessionStateChanged) -> None:
+        if event.state == "online":  # what waited for the session goes now, not after its pause
+            await self.store.make_due(event.network, event.subscriber_id, self.clock())
+            self.wake(event.network)
+            return
         jid = await self._jid_of(event.subscriber_id)
-        if jid is None or event.state == "online":
+        if jid is None:
             return
         component = self.components[event.network]
         status = {
