@@ -883,9 +883,9 @@ class Bridge:
         if not await online.handover([stanza for _, stanza in stanzas]):
             return 1.0
         handed = list({item.id: item for item, _ in stanzas}.values())
-        for _ in handed:
-            self.counters.bump(self.counters.to_xmpp, network)
         await self._remove_handed(queue, handed)
+        for _ in handed:  # counted once out of the outbox: a status read between agrees
+            self.counters.bump(self.counters.to_xmpp, network)
         return 0.0
 
     async def _remove_handed(self, queue: str, items: list[OutboxItem]) -> None:
