@@ -17,7 +17,7 @@ from gateway.core.model import OFFLINE, Presence, Show
 from gateway.storage import Contact
 from gateway.transport import Delivered, Retry
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
 
 
 class Clock:
@@ -26,13 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -6,22 +6,12 @@ is never sent again (it failed: only the telling is owed)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.bridge import Bridge
 from gateway.transport import Failed
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
 
 
 async def test_an_unconfirmed_failure_notice_is_sent_again_and_the_message_is_not(

@@ -6,7 +6,6 @@ closing, around a Prosody restart, used to be lost)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ from gateway.bridge import Bridge
 from gateway.core.events import DeliveryReported
 from gateway.transport import Delivered
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport
 
 
 def receipt() -> DeliveryReported:

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.addressing import FullJid
 from gateway.bridge import Bridge
 from gateway.transport import Delivered, Failed
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
 
 BOB = FullJid.parse("bob@example.test/phone")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
 
 
 async def test_a_resend_of_a_delivered_message_is_not_delivered_again(

@@ -5,24 +5,14 @@ was taken for one already texted and dropped (m2s messages to an SMS-only subscr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.bridge import Bridge
 from gateway.core.events import LegacyMessageReceived
 from gateway.storage import Contact
 from gateway.transport import Delivered, Retry
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import FakeComponent, FullableStore, ScriptedTransport, open_store, until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
+from tests.unit.bridge_fakes import FakeComponent, FullableStore, ScriptedTransport, until
 
 
 async def test_a_message_that_gets_the_id_of_a_texted_one_is_texted_too(

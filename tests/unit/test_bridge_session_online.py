@@ -4,24 +4,14 @@ restart, the first login) go as soon as the session is up, not after their retry
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.bridge import Bridge
 from gateway.core.events import SessionStateChanged
 from gateway.storage import OutboxItem
 from gateway.transport import Delivered, DeliveryOutcome, Retry
 from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
 
 
 async def test_a_message_waiting_for_the_session_goes_when_it_is_up(

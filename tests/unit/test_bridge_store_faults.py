@@ -6,7 +6,6 @@ message no route can take to a subscriber without XMPP is answered to its sender
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,7 @@ from gateway.storage import Contact, OutboxItem, Store
 from gateway.transport import Delivered, DeliveryOutcome, Failed, Retry
 from tests.conftest import base_config
 from tests.echo_transport import EchoTransport
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, open_store, until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FullableStore]:
-    opened = await open_store(tmp_path)
-    yield opened
-    await opened.close()
+from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
 
 
 async def running(tmp_path: Path, store: Store, *transports: ScriptedTransport) -> Bridge:
