@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.addressing import FullJid
+from gateway.bridge import Bridge
 from gateway.storage import Account, Cipher, OutboxItem, Store, Subscriber, create_key_file
 from gateway.storage.writer import WriteResult
 from gateway.transport import DeliveryOutcome
+from tests.conftest import base_config
 from tests.echo_transport import EchoTransport
 
 ALICE = FullJid.parse("alice@example.test/laptop")
@@ -115,3 +117,21 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+async def running(
+    tmp_path: Path, store: Store, *transports: ScriptedTransport, component: FakeComponent | None = None
+) -> Bridge:
+    """A started bridge over ``transports``, each with ``component`` as its XMPP side when given."""
+    bridge = Bridge(base_config(tmp_path), store, {t.network: t for t in transports})
+    if component is not None:
+        bridge.components = {t.network: component for t in transports}  # type: ignore[misc]
+    await bridge.start()
+    return bridge
+
+
+async def until_empty(store: Store, timeout: float = 6.0) -> None:
+    """Until the outbox holds nothing (the bridge removed what it delivered)."""
+    async with asyncio.timeout(timeout):
+        while await store.outbox_items():
+            await asyncio.sleep(0.05)

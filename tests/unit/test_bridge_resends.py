@@ -11,10 +11,16 @@ import time
 from pathlib import Path
 
 from gateway.addressing import FullJid
-from gateway.bridge import Bridge
 from gateway.transport import Delivered, Failed
-from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
+from tests.unit.bridge_fakes import (
+    ALICE,
+    FakeComponent,
+    FullableStore,
+    ScriptedTransport,
+    running,
+    until,
+    until_empty,
+)
 
 BOB = FullJid.parse("bob@example.test/phone")
 
@@ -25,18 +31,14 @@ async def test_a_resend_of_a_delivered_message_is_not_delivered_again(
     transport = ScriptedTransport("test", lambda _item: Delivered())
     sub = await store.add_subscriber(ALICE.bare, 1.0)
     await store.set_account(sub.id, "test", "alice", None, 1.0)
-    bridge = Bridge(base_config(tmp_path), store, {"test": transport})
-    bridge.components = {"test": FakeComponent()}  # type: ignore[dict-item]
-    await bridge.start()
+    bridge = await running(tmp_path, store, transport, component=FakeComponent())
 
     async def send(msg_id: str, body: str) -> None:
         await bridge.message_received("test", ALICE, "bob\\40echo.test", body, msg_id, False)
 
     async def settled() -> None:
         await asyncio.sleep(0.3)
-        async with asyncio.timeout(5):
-            while await store.outbox_items():
-                await asyncio.sleep(0.02)
+        await until_empty(store)
 
     try:
         await send("m1", "hello")
@@ -70,16 +72,12 @@ async def test_removing_the_subscriber_forgets_their_delivered_keys(
     bob = await store.add_subscriber(BOB.bare, 1.0)
     for sub in (alice, bob):
         await store.set_account(sub.id, "test", f"{sub.jid}", None, 1.0)
-    bridge = Bridge(base_config(tmp_path), store, {"test": transport})
-    bridge.components = {"test": FakeComponent()}  # type: ignore[dict-item]
-    await bridge.start()
+    bridge = await running(tmp_path, store, transport, component=FakeComponent())
     try:
         await bridge.message_received("test", ALICE, "carol\\40echo.test", "hi", "m1", False)
         await bridge.message_received("test", BOB, "carol\\40echo.test", "hi", "m1", False)
         await until(lambda: len(transport.calls) == 2)
-        async with asyncio.timeout(5):
-            while await store.outbox_items():
-                await asyncio.sleep(0.02)
+        await until_empty(store)
     finally:
         await bridge.stop()
     keys = {row[0] for row in await store._r.execute("SELECT dedup_key FROM delivered")}
@@ -99,15 +97,11 @@ async def test_a_resend_of_a_failed_message_is_tried_and_answered_again(
     xmpp = FakeComponent()
     sub = await store.add_subscriber(ALICE.bare, 1.0)
     await store.set_account(sub.id, "test", "alice", None, 1.0)
-    bridge = Bridge(base_config(tmp_path), store, {"test": transport})
-    bridge.components = {"test": xmpp}  # type: ignore[dict-item]
-    await bridge.start()
+    bridge = await running(tmp_path, store, transport, component=xmpp)
     try:
         await bridge.message_received("test", ALICE, "bob\\40echo.test", "hello", "m1", False)
         await until(lambda: len(xmpp.errors) == 1)
-        async with asyncio.timeout(5):
-            while await store.outbox_items():
-                await asyncio.sleep(0.02)
+        await until_empty(store)
         await bridge.message_received("test", ALICE, "bob\\40echo.test", "hello", "m1", False)
         await until(lambda: len(xmpp.errors) == 2)  # the resend's sender is told too
         assert len(transport.calls) == 2

@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.bridge import Bridge
 from gateway.core.events import SessionStateChanged
 from gateway.storage import OutboxItem
 from gateway.transport import Delivered, DeliveryOutcome, Retry
-from tests.conftest import base_config
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
+from tests.unit.bridge_fakes import (
+    ALICE,
+    FakeComponent,
+    FullableStore,
+    ScriptedTransport,
+    running,
+    until,
+    until_empty,
+)
 
 
 async def test_a_message_waiting_for_the_session_goes_when_it_is_up(
@@ -25,9 +31,7 @@ async def test_a_message_waiting_for_the_session_goes_when_it_is_up(
     transport = ScriptedTransport("test", deliver)
     sub = await store.add_subscriber(ALICE.bare, 1.0)
     await store.set_account(sub.id, "test", "alice", None, 1.0)
-    bridge = Bridge(base_config(tmp_path), store, {"test": transport})
-    bridge.components = {"test": FakeComponent()}  # type: ignore[dict-item]
-    await bridge.start()
+    bridge = await running(tmp_path, store, transport, component=FakeComponent())
     try:
         await bridge.message_received("test", ALICE, "bob\\40echo.test", "hello", "m1", False)
         await until(lambda: len(transport.calls) == 1)  # tried: waits a minute
@@ -36,8 +40,6 @@ async def test_a_message_waiting_for_the_session_goes_when_it_is_up(
         signed_in = True
         await bridge.network_event(SessionStateChanged("test", sub.id, "online"))
         await until(lambda: len(transport.calls) == 2, timeout=5.0)  # not a minute later
-        async with asyncio.timeout(5):
-            while await store.outbox_items():
-                await asyncio.sleep(0.02)
+        await until_empty(store)
     finally:
         await bridge.stop()

@@ -17,20 +17,15 @@ from gateway.storage import Contact, OutboxItem, Store
 from gateway.transport import Delivered, DeliveryOutcome, Failed, Retry
 from tests.conftest import base_config
 from tests.echo_transport import EchoTransport
-from tests.unit.bridge_fakes import ALICE, FakeComponent, FullableStore, ScriptedTransport, until
-
-
-async def running(tmp_path: Path, store: Store, *transports: ScriptedTransport) -> Bridge:
-    bridge = Bridge(base_config(tmp_path), store, {t.network: t for t in transports})
-    await bridge.start()
-    return bridge
-
-
-async def until_empty(store: Store, timeout: float = 6.0) -> None:
-    """Until the outbox holds nothing (the bridge removed what it delivered)."""
-    async with asyncio.timeout(timeout):
-        while await store.outbox_items():
-            await asyncio.sleep(0.05)
+from tests.unit.bridge_fakes import (
+    ALICE,
+    FakeComponent,
+    FullableStore,
+    ScriptedTransport,
+    running,
+    until,
+    until_empty,
+)
 
 
 async def queue_one(store: Store, network: str, subscriber_id: int, key: str = "k1") -> int:

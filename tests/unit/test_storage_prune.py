@@ -5,7 +5,6 @@ SMS; what still matters stays (the current hour's and day's usage, recent counts
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from transports.sms.transport import PRUNE_EVERY_S, SmsTransport
 DAY = 86400.0
 NOW = 1_700_049_600.0  # an exact hour at midday (UTC): an hour ago is the same day
 OPEN = Quota(100, 1000, 10000)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "gw.db", None)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def rows(store: Store, table: str) -> int:
