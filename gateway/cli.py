@@ -22,10 +22,12 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gateway import config as config_mod
+from gateway import preflight
 from gateway.addressing import E164, AddressError, BareJid, MsnHandle
 from gateway.config import Config, ConfigError
+from gateway.deploy import PROSODY_GLOBAL_MODULE, ComponentSpec, ejabberd_snippet, prosody_components
 from gateway.logs import setup_logging
-from gateway.storage import Cipher, Contact, KeyError_, StorageError, Store, Subscriber, create_key_file
+from gateway.storage import Contact, KeyError_, StorageError, Store, Subscriber, create_key_file
 from gateway.storage.migrations import LATEST
 
 P = ParamSpec("P")
@@ -68,8 +70,16 @@ def run_async(coro: Awaitable[R]) -> R:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def open_store(cfg: Config) -> Store:
-    return await Store.open(cfg.storage.path, Cipher.from_file(cfg.storage.key_file))
+async def open_store(cfg: Config, *, create: bool = False) -> Store:
+    """Open the database. Only ``db upgrade`` (and ``run``) may create it: for any other
+    command a missing file is a typo in ``storage.path``, not a new empty database."""
+    cipher = preflight.key_cipher(cfg)
+    if not create and not cfg.storage.path.exists():
+        raise Failure(
+            f"storage.path: database {cfg.storage.path} does not exist "
+            "(create it with 'passerelle db upgrade' or start the gateway)"
+        )
+    return await Store.open(cfg.storage.path, cipher)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,14 +172,43 @@ login_url = ""                     # optional: overrides the DALogin URL the nex
 @click.pass_context
 @fails_cleanly
 def init(ctx: click.Context, domain: str, data_dir: Path | None) -> None:
-    """Write a starter config and a key file with fresh random secrets."""
+    """Create what is missing: a starter config with fresh random secrets, and the key file.
+
+    An existing config (e.g. a copy of config/passerelle.example.toml) is kept as it is and
+    the key file it names is created if missing; nothing is ever overwritten. Then print the
+    Prosody and ejabberd snippets for the components."""
     path = config_path(ctx)
     if path.exists():
-        raise Failure(f"{path} already exists; not overwriting it")
-    base = (data_dir or path.parent).resolve()
-    db, key = base / "passerelle.db", base / "secret.key"
+        click.echo(f"kept {path} (it exists)")
+    else:
+        _write_starter_config(path, domain, (data_dir or path.parent).resolve())
+        click.echo(f"wrote {path} (mode 0600)")
+    layout = config_mod.read_layout(path)
+    key, database = layout.key_file, layout.database
     if key.exists():
-        raise Failure(f"{key} already exists; not overwriting it")
+        click.echo(f"kept {key} (it exists)")
+    else:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        create_key_file(key)
+        click.echo(f"wrote {key} (mode 0600): back it up with the database")
+    if database.exists():
+        click.echo(f"kept {database} (it exists)")
+    else:
+        run_async(_create_database(database, key))
+        click.echo(f"created {database} (mode 0600) at schema version {LATEST}")
+    click.echo("Set [sms.smsc] password to the one your SMSC gave you, and the MSN server addresses;")
+    click.echo(f"then `passerelle -c {path} check-config`.")
+    _print_server_snippets(layout.domain or domain, layout.components)
+
+
+async def _create_database(database: Path, key: Path) -> None:
+    store = await Store.open(database, preflight.key_cipher_at(key))
+    await store.close()
+
+
+def _write_starter_config(path: Path, domain: str, base: Path) -> None:
+    """Write the sample with fresh secrets (mode 0600, never over a file)."""
+    db, key = base / "passerelle.db", base / "secret.key"
     values = {
         "sms_secret": secrets.token_urlsafe(24),
         "msn_secret": secrets.token_urlsafe(24),
@@ -179,25 +218,27 @@ def init(ctx: click.Context, domain: str, data_dir: Path | None) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(SAMPLE.format(domain=domain, db=db, key=key, **values))
-    create_key_file(key)
-    click.echo(f"wrote {path} (mode 0600) and {key} (mode 0600)")
-    click.echo("Set [sms.smsc] password to the one your SMSC gave you, and the MSN server addresses.")
-    click.echo("\nProsody: add to prosody.cfg.lua (the secrets are in the config file above):")
-    for net in ("sms", "msn"):
-        click.echo(f'  Component "{net}.{domain}"\n    component_secret = "<[{net}] secret>"')
-    click.echo("\nejabberd: add to ejabberd.yml under listen (port 5347, module ejabberd_service):")
-    click.echo("  hosts:")
-    for net in ("sms", "msn"):
-        click.echo(f'    "{net}.{domain}":\n      password: "<[{net}] secret>"')
+
+
+def _print_server_snippets(domain: str, jids: dict[str, str]) -> None:
+    """The XMPP server's side, from gateway.deploy (the Prosody part is what the tests run)."""
+    components = [ComponentSpec(jid, f"<[{net}] secret>") for net, jid in jids.items()]
+    click.echo(
+        f'\nProsody: in prosody.cfg.lua, add "{PROSODY_GLOBAL_MODULE}" (mod_privilege, from the '
+        "prosody-modules package) to the global modules_enabled, and (the secrets are in the config):\n"
+    )
+    click.echo(prosody_components(domain, components))
+    click.echo("ejabberd (untested: the tests run Prosody only), in ejabberd.yml:\n")
+    click.echo(ejabberd_snippet(components))
 
 
 @main.command("check-config")
 @click.pass_context
 @fails_cleanly
 def check_config(ctx: click.Context) -> None:
-    """Validate the config file and print a one-line summary."""
+    """Validate the config file as `run` would, up to opening sockets; print a summary."""
     cfg = load_config(ctx)
-    Cipher.from_file(cfg.storage.key_file)
+    preflight.check(cfg)
     click.echo(cfg.summary())
 
 
@@ -213,12 +254,18 @@ def db_upgrade(ctx: click.Context) -> None:
     """Apply pending schema migrations."""
     cfg = load_config(ctx)
 
-    async def go() -> None:
-        store = await open_store(cfg)
+    async def go() -> int:
+        store = await open_store(cfg, create=True)
         await store.close()
+        return store.schema_before
 
-    run_async(go())
-    click.echo(f"database at schema version {LATEST}")
+    before = run_async(go())
+    if before == 0:
+        click.echo(f"created database {cfg.storage.path} at schema version {LATEST}")
+    elif before < LATEST:
+        click.echo(f"upgraded database {cfg.storage.path} from schema version {before} to {LATEST}")
+    else:
+        click.echo(f"database {cfg.storage.path} is at schema version {LATEST}, nothing to do")
 
 
 @main.group()
@@ -498,7 +545,7 @@ def run(ctx: click.Context) -> None:
         ctx.obj["log_format"] or cfg.logging.format,
         secrets=_secret_values(cfg),
     )
-    Cipher.from_file(cfg.storage.key_file)
+    preflight.check(cfg)  # the same one-line errors as check-config, before any socket
     gateway = Gateway(cfg, log_level_fixed=ctx.obj["verbose"] > 0)
     run_async(gateway.run_until_signal())
 

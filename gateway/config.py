@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from gateway.addressing import AddressError, BareJid
 
@@ -243,10 +244,12 @@ class _Section:
         else:
             raise ConfigError(f"{self.key(name)}: required secret is missing (or set {env_name})")
         if not value or value.strip() == PLACEHOLDER:
-            raise ConfigError(
-                f"{self.key(name)}: still the sample placeholder; set a real secret "
-                "(`passerelle init` generates one)"
+            hint = (
+                "the one the SMSC operator gave you"
+                if name == "password"
+                else "any long random string, e.g. from `openssl rand -hex 24`, also set in your XMPP server"
             )
+            raise ConfigError(f"{self.key(name)}: still the sample placeholder; set a real secret ({hint})")
         return Secret(value)
 
     def done(self) -> None:
@@ -307,16 +310,16 @@ def _sms(s: _Section, env: Mapping[str, str]) -> SmsConfig:
         jid=_domain(s.string("jid"), s.key("jid")),
         secret=s.secret("secret", env),
         default_region=region,
-        service_number=s.string("service_number", non_empty=True),
+        service_number=_service_number(s),
         max_parts=s.integer("max_parts", 6, 1, 255),
         validity_s=s.integer("validity_s", 86400, 60, 7 * 86400),
         transliterate=s.boolean("transliterate", True),
         smsc=SmscConfig(
             host=smsc.string("host", "127.0.0.1", non_empty=True),
             port=smsc.integer("port", 2775, 1, 65535),
-            system_id=smsc.string("system_id", non_empty=True),
-            password=smsc.secret("password", env),
-            system_type=smsc.string("system_type", ""),
+            system_id=_smpp_text(smsc, "system_id", smsc.string("system_id", non_empty=True)),
+            password=_smpp_secret(smsc, "password", smsc.secret("password", env)),
+            system_type=_smpp_text(smsc, "system_type", smsc.string("system_type", "")),
             window=smsc.integer("window", 10, 1, 1000),
             max_rate=smsc.number("max_rate", 100.0, 0.1, 100000.0),
             enquire_link_s=smsc.number("enquire_link_s", 30.0, 1.0, 3600.0),
@@ -330,6 +333,57 @@ def _sms(s: _Section, env: Mapping[str, str]) -> SmsConfig:
     smsc.done()
     limits.done()
     return config
+
+
+SMPP_TEXT_MAX = {"system_id": 15, "password": 8, "system_type": 12}
+"""SMPP 3.4 section 4.1 (bind): C-Octet Strings of 16, 9 and 13 octets, the NUL included."""
+SMPP_ADDR_MAX = 20  # source_addr: a C-Octet String of 21 octets (SMPP 3.4 section 4.4.1)
+ALPHANUMERIC_SENDER_MAX = 11  # an alphanumeric originator (GSM 03.40 TP-OA: 11 characters)
+
+
+def _smpp_problem(text: str, limit: int) -> str | None:
+    """What is wrong with ``text`` as an SMPP C-Octet String of at most ``limit`` octets."""
+    try:
+        size = len(text.encode("latin-1"))
+    except UnicodeEncodeError:
+        return "expected Latin-1 text (SMPP carries these fields as single octets)"
+    if "\x00" in text:
+        return "expected text without NUL characters"
+    if size > limit:
+        return f"expected at most {limit} characters (the SMPP 3.4 limit), got {size}"
+    return None
+
+
+def _smpp_text(s: _Section, name: str, value: str) -> str:
+    problem = _smpp_problem(value, SMPP_TEXT_MAX[name])
+    if problem:
+        raise ConfigError(f"{s.key(name)}: {problem}: {_show(value)}")
+    return value
+
+
+def _smpp_secret(s: _Section, name: str, secret: Secret) -> Secret:
+    """Like :func:`_smpp_text`, without ever showing the value."""
+    problem = _smpp_problem(secret.value, SMPP_TEXT_MAX[name])
+    if problem:
+        raise ConfigError(f"{s.key(name)}: {problem} (ask the SMSC operator for the right one)")
+    return secret
+
+
+def _service_number(s: _Section) -> str:
+    """The gateway's own address: digits (a short code or a number, sent as such), or an
+    alphanumeric sender name; the SMSC would refuse anything longer at every send."""
+    value = s.string("service_number", non_empty=True)
+    key = s.key("service_number")
+    if value.isdigit():
+        if len(value) > SMPP_ADDR_MAX:
+            raise ConfigError(f"{key}: expected at most {SMPP_ADDR_MAX} digits, got {len(value)}")
+        return value
+    if not value.isascii() or not value.replace(" ", "").isalnum() or len(value) > ALPHANUMERIC_SENDER_MAX:
+        raise ConfigError(
+            f"{key}: expected digits (a short code, or a number without +) or a sender name of at most "
+            f"{ALPHANUMERIC_SENDER_MAX} letters and digits, got {_show(value)}"
+        )
+    return value
 
 
 def _msn(s: _Section, env: Mapping[str, str]) -> MsnConfig:
@@ -350,8 +404,17 @@ def _msn(s: _Section, env: Mapping[str, str]) -> MsnConfig:
 
 def _url(s: _Section, name: str, *, required: bool) -> str:
     value = s.string(name, None if required else "")
-    if value and not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{s.key(name)}: expected an http:// or https:// URL, got {_show(value)}")
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number 0-65535
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+        raise ConfigError(
+            f"{s.key(name)}: expected an http:// or https:// URL with a host, got {_show(value)}"
+        )
     return value
 
 
@@ -452,8 +515,41 @@ def load_without_secrets(path: Path) -> Config:
     return load(path, _AnySecret())
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What ``passerelle init`` needs from a config that may still be being filled in."""
+
+    database: Path
+    key_file: Path
+    domain: str | None  # the first of xmpp.user_domains, when readable
+    components: dict[str, str]  # network -> component JID, for the sections present
+
+
+def read_layout(path: Path) -> Layout:
+    """The ``storage`` paths (resolved as :func:`load` does) and the component JIDs, without
+    requiring anything else to be valid yet (placeholders, missing secrets)."""
+    data = _read_toml(path)
+    storage = _required(_Section(data, "").table("storage", required=True))
+    base = path.resolve().parent
+    database = base / storage.string("path", non_empty=True)
+    key_file = base / storage.string("key_file", non_empty=True)
+    xmpp = data.get("xmpp")
+    domains = xmpp.get("user_domains") if isinstance(xmpp, Mapping) else None
+    domain = domains[0] if isinstance(domains, list) and domains and isinstance(domains[0], str) else None
+    components: dict[str, str] = {}
+    for network in ("sms", "msn"):
+        section = data.get(network)
+        if isinstance(section, Mapping) and isinstance(section.get("jid"), str):
+            components[network] = section["jid"]
+    return Layout(database, key_file, domain, components)
+
+
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and parse the file at ``path``."""
+    return parse(_read_toml(path), env, source=path.resolve())
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -464,4 +560,4 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return parse(data, env, source=path.resolve())
+    return data

@@ -15,6 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.deploy import ComponentSpec, prosody_components
+
+__all__ = ["ComponentSpec", "Prosody", "ProsodyError", "free_port"]
+
 
 class ProsodyError(RuntimeError):
     pass
@@ -24,14 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    jid: str
-    secret: str
-    privileged: bool = True
-    message: str = "outgoing"  # the XEP-0356 message permission: "outgoing" or "none"
 
 
 @dataclass
@@ -62,15 +58,6 @@ class Prosody:
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         (self.directory / "certs").mkdir(exist_ok=True)
         d = self.directory
-        privileged = "\n".join(
-            f'    ["{c.jid}"] = {{ roster = "both"; message = "{c.message}"; presence = "roster" }};'
-            for c in self.components
-            if c.privileged
-        )
-        comps = "\n".join(
-            f'Component "{c.jid}"\n  component_secret = "{c.secret}"\n  modules_enabled = {{ "privilege" }}'
-            for c in self.components
-        )
         gc = 'gc = { mode = "generational" }' if self.generational_gc else ""
         extra = "".join(f'; "{module}"' for module in self.extra_modules)
         self.config_path.write_text(
@@ -93,13 +80,7 @@ authentication = "internal_plain"
 storage = "internal"
 {gc}
 
-VirtualHost "{self.domain}"
-  privileged_entities = {{
-{privileged}
-  }}
-
-{comps}
-"""
+{prosody_components(self.domain, self.components)}"""
         )
 
     def start(self, timeout: float = 10.0) -> None:

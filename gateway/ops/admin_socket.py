@@ -81,6 +81,15 @@ def running_pid(path: Path) -> int | None:
         return None
 
 
+def check_path(path: Path) -> None:
+    """Refuse a socket path the kernel cannot bind (``check-config`` asks this too)."""
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise ConfigError(
+            f"admin.socket: {path} is longer than a Unix socket path may be "
+            f"({SUN_PATH_MAX} bytes); set a shorter admin.socket"
+        )
+
+
 class AdminServer:
     """Serves ``handler(command)`` on ``path`` while the gateway runs."""
 
@@ -91,11 +100,7 @@ class AdminServer:
         self._inode: int | None = None
 
     async def start(self) -> None:
-        if len(os.fsencode(self.path)) > SUN_PATH_MAX:
-            raise ConfigError(
-                f"admin.socket: {self.path} is longer than a Unix socket path may be "
-                f"({SUN_PATH_MAX} bytes); set a shorter admin.socket"
-            )
+        check_path(self.path)
         if self.path.exists():
             if not stat.S_ISSOCK(self.path.stat().st_mode):
                 raise ConfigError(f"admin.socket: {self.path} exists and is not a socket")

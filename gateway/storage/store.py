@@ -167,9 +167,17 @@ async def migrate(db: aiosqlite.Connection, target: int = LATEST) -> list[int]:
         await db.executescript(
             "BEGIN IMMEDIATE;\n" + MIGRATIONS[version - 1] + f"\nPRAGMA user_version = {version};\nCOMMIT;"
         )
-        log.warning("database migrated to schema version %d", version)  # shown by every command
         applied.append(version)
     return applied
+
+
+def _log_schema_change(path: Path, before: int) -> None:
+    """One line for what opening did to the schema: a new database is routine (info); an
+    upgrade says from which version to which, once, not one line per migration."""
+    if before == 0:
+        log.info("created database %s at schema version %d", path, LATEST)
+    else:
+        log.info("upgraded database %s from schema version %d to %d", path, before, LATEST)
 
 
 def _writer_connection(path: Path) -> sqlite3.Connection:
@@ -201,6 +209,7 @@ class Store:
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._changes = 0  # writes to contacts and conversations so far (see _remember_read)
         self.sms = SmsTables(self._r, self._w)
+        self.schema_before = LATEST  # the schema version found at open (0: a new database)
 
     @classmethod
     async def open(cls, path: Path, cipher: Cipher | None, *, upgrade: bool = True) -> Store:
@@ -225,9 +234,11 @@ class Store:
             version = await schema_version(db)
             if version < LATEST and not upgrade:
                 raise StorageError(f"{path}: schema version {version} needs `passerelle db upgrade`")
-            await migrate(db)
+            if await migrate(db):
+                _log_schema_change(path, version)
             writer = await GroupWriter.start(functools.partial(_writer_connection, path))
             store = cls(db, writer, cipher)
+            store.schema_before = version
             if cipher is not None:
                 await store._check_key()
             return store

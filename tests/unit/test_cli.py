@@ -34,9 +34,12 @@ def test_init_then_check_config_passes_and_hides_secrets(cfg: Path) -> None:
     assert cfg.stat().st_mode & 0o777 == 0o600
 
 
-def test_init_refuses_to_overwrite(cfg: Path) -> None:
-    code, _, err = run(cfg, "init")
-    assert code == 1 and "already exists" in err
+def test_init_never_overwrites(cfg: Path) -> None:
+    key = cfg.parent / "secret.key"
+    before = cfg.read_bytes(), key.read_bytes()
+    code, out, _ = run(cfg, "init")
+    assert code == 0 and f"kept {cfg} (it exists)" in out and f"kept {key} (it exists)" in out
+    assert (cfg.read_bytes(), key.read_bytes()) == before
 
 
 def test_broken_config_is_one_line_naming_the_key(cfg: Path) -> None:

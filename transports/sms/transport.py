@@ -103,21 +103,7 @@ class SmsTransport:
         self.clock = clock
         self.message_ttl_s = float(config.validity_s)
         self.numbering = numbers.Numbering(config.default_region, config.jid)
-        smsc = config.smsc
-        self.esme = Esme(
-            EsmeConfig(
-                host=smsc.host,
-                port=smsc.port,
-                system_id=smsc.system_id,
-                password=smsc.password.value,
-                system_type=smsc.system_type,
-                window=smsc.window,
-                max_rate=smsc.max_rate,
-                enquire_link_s=smsc.enquire_link_s,
-            ),
-            self._on_deliver,
-            on_link=self._on_link,
-        )
+        self.esme = Esme(esme_config(config), self._on_deliver, on_link=self._on_link)
         self.quota = Quota(
             config.limits.per_user_per_hour, config.limits.per_user_per_day, config.limits.global_per_day
         )
@@ -705,6 +691,22 @@ def _clock(at: float) -> str:
 
 def _mask(number: str) -> str:
     return number[:-4] + "****" if len(number) > 6 else "****"
+
+
+def esme_config(config: SmsConfig) -> EsmeConfig:
+    """The ESME's settings from ``[sms.smsc]``; raises ``ValueError`` on what an SMSC would
+    refuse at every bind (``passerelle check-config`` builds it too, see gateway.preflight)."""
+    smsc = config.smsc
+    return EsmeConfig(
+        host=smsc.host,
+        port=smsc.port,
+        system_id=smsc.system_id,
+        password=smsc.password.value,
+        system_type=smsc.system_type,
+        window=smsc.window,
+        max_rate=smsc.max_rate,
+        enquire_link_s=smsc.enquire_link_s,
+    )
 
 
 def build_sms(config: Config, store: Store) -> SmsTransport:
