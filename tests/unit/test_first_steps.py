@@ -72,7 +72,8 @@ def test_the_sample_placeholders_say_what_to_set(tmp_path: Path) -> None:
     assert cli(config, "init").exit_code == 0
     result = cli(config, "check-config")
     assert result.exit_code == 1
-    assert result.stderr.startswith("passerelle: sms.secret: still the sample placeholder; set a real secret (")
+    expected = "passerelle: sms.secret: still the sample placeholder; set a real secret ("
+    assert result.stderr.startswith(expected)
 
 
 def printed_prosody_snippet(output: str) -> str:
@@ -143,7 +144,8 @@ def test_a_missing_database_is_not_created_by_other_commands(tmp_path: Path, arg
 
 
 def store_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "gateway.storage.store" and "database closed" not in r.message]
+    mine = [r for r in caplog.records if r.name == "gateway.storage.store"]
+    return [r for r in mine if "database closed" not in r.getMessage()]
 
 
 async def test_a_new_database_is_one_info_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
