@@ -111,7 +111,7 @@ admins = ["admin@{domain}"]        # may use admin commands
 registration = "open"              # "open", or "closed": only users added with the CLI
 
 [storage]
-path = "{db}"                      # SQLite database (WAL); created if missing
+path = "{db}"                      # SQLite database (WAL); created by init, db upgrade or run
 key_file = "{key}"                 # encrypts legacy passwords at rest; back it up with the database
 
 [logging]
