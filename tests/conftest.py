@@ -43,7 +43,7 @@ def base_config(tmp_path: Path, port: int = 5347, **xmpp: Any) -> Config:
             "jid": f"sms.{DOMAIN}",
             "secret": SECRET,
             "service_number": "2020",
-            "smsc": {"system_id": "passerelle", "password": "pw-" + SECRET},
+            "smsc": {"system_id": "passerelle", "password": "smscpw"},  # SMPP: at most 8
         },
     }
     return parse(data, env={})

@@ -327,6 +327,7 @@ async def test_reload_stop_backup_and_restore_of_a_running_gateway(prosody: Pros
     smsc = FakeSmsc(system_id="gw", password="smscpw")
     await smsc.start()
     cfg = write_config(tmp_path, prosody, smsc.port)
+    assert (await run_cli(cfg, "db", "upgrade"))[0] == 0  # `user add` refuses a missing database
     assert (await run_cli(cfg, "user", "add", f"alice@{DOMAIN}", "--msisdn", "+33612345678"))[0] == 0
     log_path = tmp_path / "gateway.log"
     with log_path.open("wb") as log_file:

@@ -51,6 +51,7 @@ async def test_run_serves_survives_a_prosody_restart_and_stops_cleanly(
     smsc = FakeSmsc(system_id="gw", password="smscpw")
     await smsc.start()
     cfg = write_config(tmp_path, prosody, smsc)
+    await cli(cfg, "db", "upgrade")  # creates the database (`user add` refuses a missing one)
     await cli(cfg, "user", "add", f"alice@{DOMAIN}", "--msisdn", "+33612345678")
     env = {**os.environ, "PASSERELLE_SMS_SECRET": SECRET, "PASSERELLE_SMS_SMSC_PASSWORD": "smscpw"}
     log = (tmp_path / "gateway.log").open("wb")
