@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli import main
-from gateway.deploy import ComponentSpec, prosody_components
+from gateway.deploy import ComponentSpec, ejabberd_snippet, prosody_components
 from gateway.devtools.prosody import Prosody
 from gateway.storage import Cipher, Store, create_key_file
 from gateway.storage.migrations import LATEST
@@ -99,9 +99,11 @@ def test_init_prints_the_prosody_privileges_the_tests_run_with(tmp_path: Path) -
     assert "ejabberd (untested: the tests run Prosody only)" in result.stdout
 
 
-def test_readme_shows_the_generated_prosody_snippet() -> None:
+def test_readme_shows_the_generated_snippets() -> None:
     components = [ComponentSpec(f"{net}.example.org", f"<[{net}] secret>") for net in ("sms", "msn")]
-    assert prosody_components("example.org", components) in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert prosody_components("example.org", components) in readme
+    assert ejabberd_snippet(components) in readme
 
 
 def test_init_with_an_existing_config_uses_its_components(tmp_path: Path) -> None:
