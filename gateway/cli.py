@@ -172,11 +172,11 @@ login_url = ""                     # optional: overrides the DALogin URL the nex
 @click.pass_context
 @fails_cleanly
 def init(ctx: click.Context, domain: str, data_dir: Path | None) -> None:
-    """Create what is missing: a starter config with fresh random secrets, and the key file.
+    """Create what is missing: a config with fresh random secrets, the key file, the database.
 
-    An existing config (e.g. a copy of config/passerelle.example.toml) is kept as it is and
-    the key file it names is created if missing; nothing is ever overwritten. Then print the
-    Prosody and ejabberd snippets for the components."""
+    An existing config (e.g. a copy of config/passerelle.example.toml) is kept as it is, and
+    the key file and database it names are created if missing; nothing is ever overwritten.
+    Then print the Prosody and ejabberd snippets for the components."""
     path = config_path(ctx)
     if path.exists():
         click.echo(f"kept {path} (it exists)")
@@ -187,6 +187,11 @@ def init(ctx: click.Context, domain: str, data_dir: Path | None) -> None:
     key, database = layout.key_file, layout.database
     if key.exists():
         click.echo(f"kept {key} (it exists)")
+    elif database.exists():
+        raise Failure(
+            f"storage.key_file: {key} is missing but the database {database} exists: restore the key "
+            "file from your backup (a new key cannot read the passwords stored in it)"
+        )
     else:
         key.parent.mkdir(parents=True, exist_ok=True)
         create_key_file(key)

@@ -118,6 +118,16 @@ def test_init_with_an_existing_config_uses_its_components(tmp_path: Path) -> Non
     assert (tmp_path / "secret.key").exists() and (tmp_path / "passerelle.db").exists()
 
 
+def test_init_does_not_make_a_new_key_for_an_existing_database(tmp_path: Path) -> None:
+    config = tmp_path / "p.toml"
+    assert cli(config, "init", "--domain", "example.test").exit_code == 0
+    (tmp_path / "secret.key").unlink()
+    result = cli(config, "init")
+    assert result.exit_code == 1 and "restore the key file from your backup" in result.stderr
+    assert result.stderr.startswith("passerelle: storage.key_file: ")
+    assert not (tmp_path / "secret.key").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
