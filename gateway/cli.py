@@ -251,7 +251,7 @@ async def _find(store: Store, ref: str) -> Subscriber:
 @click.option(
     "--msn-password-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the MSN password.",
+    help="File holding the MSN password (else it is asked for, hidden).",
 )
 @click.pass_context
 @fails_cleanly
@@ -265,8 +265,8 @@ def user_add(
     """Add a subscriber (JID may be left out for an SMS-only subscriber with --msisdn)."""
     if jid is None and msisdn is None:
         raise click.UsageError("give a JID, or --msisdn for an SMS-only subscriber")
-    if bool(msn_handle) != bool(msn_password_file):
-        raise click.UsageError("--msn and --msn-password-file go together")
+    if msn_password_file and not msn_handle:
+        raise click.UsageError("--msn-password-file goes with --msn")
     cfg = load_config(ctx)
     bare = BareJid.parse(jid) if jid else None
     if bare is not None and bare.domain not in cfg.xmpp.user_domains:
@@ -274,14 +274,17 @@ def user_add(
     region = cfg.sms.default_region if cfg.sms else None
     number = E164.parse(msisdn, region) if msisdn else None
     handle = MsnHandle.parse(msn_handle) if msn_handle else None
-    password = msn_password_file.read_text(encoding="utf-8").strip() if msn_password_file else None
+    password = _msn_password(msn_password_file, str(handle)) if handle else None
 
     async def go() -> None:
         store = await open_store(cfg)
         try:
             now = time.time()
             if bare and await store.subscriber_by_jid(bare):
-                raise Failure(f"{bare} is already a subscriber")
+                raise Failure(
+                    f"{bare} is already a subscriber; change them with passerelle user set {bare} "
+                    "(--msisdn, --msn, …)"
+                )
             for net, legacy in (("sms", number), ("msn", handle)):
                 if legacy is not None and await store.subscriber_by_account(net, str(legacy)):
                     raise Failure(f"{legacy} is already linked to another subscriber")

@@ -93,7 +93,12 @@ def test_user_lifecycle(cfg: Path, tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2(cfg: Path) -> None:
     assert run(cfg, "user", "add")[0] == 2
-    assert run(cfg, "user", "add", "a@example.test", "--msn", "a@msn.test")[0] == 2
+    assert run(cfg, "user", "add", "a@example.test", "--msn-password-file", "pw")[0] == 2
+    code, _, err = run(cfg, "user", "add", "a@example.test", "--msn", "a@msn.test")
+    assert code == 1 and "--msn-password-file FILE (there is no terminal to ask on)" in err
+    assert run(cfg, "user", "add", "a@example.test")[0] == 0
+    code, _, err = run(cfg, "user", "add", "a@example.test", "--msisdn", "+33612345678")
+    assert code == 1 and "already a subscriber; change them with passerelle user set a@example.test" in err
     assert run(cfg, "frobnicate")[0] == 2
 
 
