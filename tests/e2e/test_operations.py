@@ -469,3 +469,33 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
+
+
+async def test_a_number_given_with_user_set_receives_sms_at_once(prosody: Prosody, tmp_path: Path) -> None:
+    """The running gateway (a real process) had just refused an SMS to the number, and
+    keeps such look-ups for a while: told by ``user set``, it accepts the next one."""
+    from transports.sms.status import Status
+
+    smsc = FakeSmsc(system_id="gw", password="smscpw")
+    await smsc.start()
+    cfg = write_config(tmp_path, prosody, smsc.port)
+    assert (await run_cli(cfg, "user", "add", f"alice@{DOMAIN}"))[0] == 0
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [*PASSERELLE, "-c", str(cfg), "run"], env={**os.environ, **ENV}, stdout=log_file, stderr=log_file
+        )
+    try:
+        await smsc.wait_for_bind(timeout=20)
+        assert await smsc.inject_mo("33698765432", "33612345678", "before") == [Status.ESME_RINVDSTADR]
+        code, out, err = await run_cli(cfg, "user", "set", f"alice@{DOMAIN}", "--msisdn", "+33612345678")
+        assert code == 0, err
+        assert "the running gateway applied it" in out
+        assert await smsc.inject_mo("33698765432", "33612345678", "after") == [Status.ESME_ROK]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await smsc.stop()

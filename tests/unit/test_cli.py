@@ -134,6 +134,11 @@ def test_every_command_has_help() -> None:
         ["user", "show", "--help"],
         ["user", "remove", "--help"],
         ["run", "--help"],
+        ["status", "--help"],
+        ["user", "set", "--help"],
+        ["contact", "list", "--help"],
+        ["contact", "remove", "--help"],
+        ["contact", "unlink", "--help"],
     ):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output
