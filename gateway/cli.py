@@ -303,7 +303,7 @@ async def _find(store: Store, ref: str) -> Subscriber:
 @click.option(
     "--msn-password-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the MSN password.",
+    help="File holding the MSN password (else it is asked for, hidden).",
 )
 @click.pass_context
 @fails_cleanly
@@ -317,8 +317,8 @@ def user_add(
     """Add a subscriber (JID may be left out for an SMS-only subscriber with --msisdn)."""
     if jid is None and msisdn is None:
         raise click.UsageError("give a JID, or --msisdn for an SMS-only subscriber")
-    if bool(msn_handle) != bool(msn_password_file):
-        raise click.UsageError("--msn and --msn-password-file go together")
+    if msn_password_file and not msn_handle:
+        raise click.UsageError("--msn-password-file goes with --msn")
     cfg = load_config(ctx)
     bare = BareJid.parse(jid) if jid else None
     if bare is not None and bare.domain not in cfg.xmpp.user_domains:
@@ -326,14 +326,17 @@ def user_add(
     region = cfg.sms.default_region if cfg.sms else None
     number = E164.parse(msisdn, region) if msisdn else None
     handle = MsnHandle.parse(msn_handle) if msn_handle else None
-    password = msn_password_file.read_text(encoding="utf-8").strip() if msn_password_file else None
+    password = _msn_password(msn_password_file, str(handle)) if handle else None
 
     async def go() -> None:
         store = await open_store(cfg)
         try:
             now = time.time()
             if bare and await store.subscriber_by_jid(bare):
-                raise Failure(f"{bare} is already a subscriber")
+                raise Failure(
+                    f"{bare} is already a subscriber; change them with passerelle user set {bare} "
+                    "(--msisdn, --msn, …)"
+                )
             for net, legacy in (("sms", number), ("msn", handle)):
                 if legacy is not None and await store.subscriber_by_account(net, str(legacy)):
                     raise Failure(f"{legacy} is already linked to another subscriber")
@@ -386,24 +389,56 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+SETTINGS = ("prefer", "always_connected", "mobile_status_text", "forwarding")
+"""What ``user set`` changes besides the accounts; the default is ``[convergence]``'s."""
+
+
+def _settings(cfg: Config, sub: Subscriber) -> dict[str, Any]:
+    defaults = {
+        "prefer": cfg.convergence.prefer,
+        "always_connected": cfg.convergence.always_connected,
+        "mobile_status_text": cfg.convergence.mobile_status_text,
+        "forwarding": True,
+    }
+    return {key: sub.settings.get(key, defaults[key]) for key in SETTINGS}
+
+
 @user.command("show")
 @click.argument("ref", metavar="JID|+E164")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="A JSON object: jid, msisdn, msn, created, and settings with the ones set for them.",
+)
 @click.pass_context
 @fails_cleanly
-def user_show(ctx: click.Context, ref: str) -> None:
-    """Show one subscriber and each linked identity."""
+def user_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show one subscriber: each linked identity and every setting ``user set`` changes."""
     cfg = load_config(ctx)
 
     async def go() -> dict[str, Any]:
         store = await open_store(cfg)
         try:
-            return await _describe(store, await _find(store, ref))
+            sub = await _find(store, ref)
+            row = await _describe(store, sub)
+            return {
+                **row,
+                "settings": _settings(cfg, sub),
+                "set": sorted(k for k in SETTINGS if k in sub.settings),
+            }
         finally:
             await store.close()
 
     row = run_async(go())
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
     for key in ("jid", "msisdn", "msn", "created"):
-        click.echo(f"{key + ':':9} {row[key] or '-'}")
+        click.echo(f"{key + ':':20}{row[key] or '-'}")
+    for key, value in row["settings"].items():
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        click.echo(f"{key + ':':20}{shown}{'' if key in row['set'] else '  (default)'}")
 
 
 @user.command("remove")
@@ -419,16 +454,18 @@ def user_remove(ctx: click.Context, ref: str, yes: bool) -> None:
             raise Failure("refusing to remove without --yes when there is no terminal to confirm on")
         click.confirm(f"Remove {ref} and everything stored about them?", abort=True)
 
-    async def go() -> str:
+    async def go() -> int:
         store = await open_store(cfg)
         try:
             sub = await _find(store, ref)
             await store.remove_subscriber(sub.id)
-            return ref
+            return sub.id
         finally:
             await store.close()
 
-    click.echo(f"removed {run_async(go())}")
+    sub_id = run_async(go())
+    click.echo(f"removed {ref}")
+    _tell_gateway(cfg, {"subscriber": sub_id})
 
 
 @main.group()
@@ -478,16 +515,124 @@ def contact_link(ctx: click.Context, ref: str, handle: str, number: str) -> None
     phone = str(E164.parse(number, region))
     buddy = str(MsnHandle.parse(handle))
 
-    async def go() -> None:
+    async def go() -> int:
         store = await open_store(cfg)
         try:
             sub = await _find(store, ref)
+            if await store.account(sub.id, "msn") is None:
+                raise Failure(
+                    f"{ref} has no MSN account, so has no MSN buddies to link; give them one first "
+                    f"(passerelle user set {ref} --msn HANDLE)"
+                )
             await store.link_phone(sub.id, "msn", buddy, phone)
+            return sub.id
         finally:
             await store.close()
 
-    run_async(go())
+    sub_id = run_async(go())
     click.echo(f"linked {buddy} to {phone} for {ref}")
+    _tell_gateway(cfg, {"subscriber": sub_id})
+
+
+def _contact_ref(cfg: Config, text: str) -> tuple[str, str]:
+    """A contact as typed: a phone number (the SMS network) or an MSN handle."""
+    if text.startswith("+") or text[:1].isdigit():
+        return "sms", str(E164.parse(text, cfg.sms.default_region if cfg.sms else None))
+    return "msn", str(MsnHandle.parse(text))
+
+
+@contact.command("list")
+@click.argument("ref", metavar="JID|+E164")
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON list of {network, contact, name, phone, phone_source}."
+)
+@click.pass_context
+@fails_cleanly
+def contact_list(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """List a subscriber's contacts, with the number each MSN buddy is linked to."""
+    cfg = load_config(ctx)
+
+    async def go() -> list[dict[str, Any]]:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            return [
+                {
+                    "network": c.network,
+                    "contact": c.legacy_id,
+                    "name": c.name,
+                    "phone": c.phone or None,
+                    "phone_source": ("operator" if c.phone else "unlinked")
+                    if c.phone_manual
+                    else ("network" if c.phone else None),
+                }
+                for network in ("sms", "msn")
+                for c in await store.contacts(sub.id, network)
+            ]
+        finally:
+            await store.close()
+
+    rows = run_async(go())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"{ref} has no contacts")
+    for row in rows:
+        link = f"{row['phone'] or '-'} ({row['phone_source']})" if row["phone_source"] else "-"
+        click.echo(f"{row['network']:4} {row['contact']:32} {row['name'][:24]:24} {link}")
+
+
+@contact.command("remove")
+@click.argument("ref", metavar="JID|+E164")
+@click.argument("handle", metavar="HANDLE|+E164")
+@click.pass_context
+@fails_cleanly
+def contact_remove(ctx: click.Context, ref: str, handle: str) -> None:
+    """Remove a contact (an MSN buddy or a phone contact) from a subscriber's list and roster."""
+    cfg = load_config(ctx)
+    network, legacy_id = _contact_ref(cfg, handle)
+
+    async def go() -> int:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            if await store.contact(sub.id, network, legacy_id) is None:
+                raise Failure(f"{ref} has no contact {legacy_id} (see passerelle contact list {ref})")
+            await store.remove_contacts(sub.id, network, [legacy_id])
+            return sub.id
+        finally:
+            await store.close()
+
+    sub_id = run_async(go())
+    click.echo(f"removed {legacy_id} from {ref}")
+    _tell_gateway(cfg, {"subscriber": sub_id, "removed": [[network, legacy_id]]})
+
+
+@contact.command("unlink")
+@click.argument("ref", metavar="JID|+E164")
+@click.argument("handle")
+@click.pass_context
+@fails_cleanly
+def contact_unlink(ctx: click.Context, ref: str, handle: str) -> None:
+    """Undo a buddy's link to a phone number (also one the buddy publishes on MSN, which
+    is then ignored until ``contact link`` sets one again)."""
+    cfg = load_config(ctx)
+    buddy = str(MsnHandle.parse(handle))
+
+    async def go() -> int:
+        store = await open_store(cfg)
+        try:
+            sub = await _find(store, ref)
+            if not await store.unlink_phone(sub.id, "msn", buddy):
+                raise Failure(f"{ref} has no MSN buddy {buddy} (see passerelle contact list {ref})")
+            return sub.id
+        finally:
+            await store.close()
+
+    sub_id = run_async(go())
+    click.echo(f"unlinked {buddy} from its phone number for {ref}")
+    _tell_gateway(cfg, {"subscriber": sub_id})
 
 
 @user.command("set")
@@ -498,6 +643,15 @@ def contact_link(ctx: click.Context, ref: str, handle: str, number: str) -> None
 )
 @click.option("--mobile-status", metavar="TEXT", help="MSN personal message while on the phone only.")
 @click.option("--forwarding/--no-forwarding", default=None, help="Forward MSN messages by SMS (STOP/START).")
+@click.option("--msisdn", metavar="+E164", help="Give (or change) the subscriber's own phone number.")
+@click.option("--no-msisdn", is_flag=True, help="Take the subscriber's phone number away.")
+@click.option("--msn", "msn_handle", metavar="HANDLE", help="Give (or change) the subscriber's MSN account.")
+@click.option(
+    "--msn-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the MSN password (else it is asked for, hidden).",
+)
+@click.option("--no-msn", is_flag=True, help="Take the subscriber's MSN account away.")
 @click.pass_context
 @fails_cleanly
 def user_set(
@@ -507,8 +661,14 @@ def user_set(
     always_connected: bool | None,
     mobile_status: str | None,
     forwarding: bool | None,
+    msisdn: str | None,
+    no_msisdn: bool,
+    msn_handle: str | None,
+    msn_password_file: Path | None,
+    no_msn: bool,
 ) -> None:
-    """Per-subscriber convergence settings (override [convergence])."""
+    """Change a subscriber: their number, their MSN account, and the convergence settings
+    (which override [convergence]). A running gateway applies the change at once."""
     cfg = load_config(ctx)
     changes: dict[str, Any] = {
         k: v
@@ -520,21 +680,120 @@ def user_set(
         )
         if v is not None
     }
-    if not changes:
+    if msisdn and no_msisdn:
+        raise click.UsageError("--msisdn and --no-msisdn contradict each other")
+    if (msn_handle or msn_password_file) and no_msn:
+        raise click.UsageError("--msn/--msn-password-file and --no-msn contradict each other")
+    if not changes and not (msisdn or no_msisdn or msn_handle or msn_password_file or no_msn):
         raise click.UsageError("give at least one setting to change")
+    region = cfg.sms.default_region if cfg.sms else None
+    number = str(E164.parse(msisdn, region)) if msisdn else None
+    handle = str(MsnHandle.parse(msn_handle)) if msn_handle else None
+    password = _msn_password(msn_password_file, handle) if handle or msn_password_file else None
 
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[int, dict[str, Any], list[str]]:
         store = await open_store(cfg)
         try:
             sub = await _find(store, ref)
+            relogin: list[str] = []
+            if number is not None or no_msisdn:
+                relogin += await _set_account(store, sub, "sms", number, None)
+            if no_msn:
+                relogin += await _set_account(store, sub, "msn", None, None)
+            elif password is not None:
+                new_handle = handle or await _current_handle(store, sub)
+                relogin += await _set_account(store, sub, "msn", new_handle, password)
             settings = {**sub.settings, **changes}
-            await store.update_settings(sub.id, settings)
-            return settings
+            if changes:
+                await store.update_settings(sub.id, settings)
+            return sub.id, settings, relogin
         finally:
             await store.close()
 
-    settings = run_async(go())
-    click.echo(f"{ref}: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
+    sub_id, settings, relogin = run_async(go())
+    shown = [f"{k}={v}" for k, v in sorted(settings.items())]
+    shown += [f"msisdn={number or '-'}"] if number or no_msisdn else []
+    shown += [f"msn={handle or '(password changed)'}"] if password else ["msn=-"] if no_msn else []
+    click.echo(f"{ref}: " + ", ".join(shown))
+    _tell_gateway(cfg, {"subscriber": sub_id, "relogin": relogin})
+
+
+def _has_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _msn_password(file: Path | None, handle: str | None) -> str:
+    """From the file, else asked for with hidden input: never from the command line."""
+    if file is not None:
+        password = file.read_text(encoding="utf-8").strip()
+        if not password:
+            raise Failure(f"{file}: the file is empty; put the MSN password in it")
+        return password
+    if not _has_terminal():
+        raise Failure("give the MSN password with --msn-password-file FILE (there is no terminal to ask on)")
+    return str(click.prompt(f"MSN password for {handle}", hide_input=True))
+
+
+async def _current_handle(store: Store, sub: Subscriber) -> str:
+    account = await store.account(sub.id, "msn")
+    if account is None:
+        raise Failure(f"{sub.jid or sub.id} has no MSN account; give one with --msn HANDLE")
+    return account.legacy_id
+
+
+async def _set_account(
+    store: Store, sub: Subscriber, network: str, legacy_id: str | None, secret: str | None
+) -> list[str]:
+    """Give, change or (``legacy_id`` None) take away one account; the networks whose
+    session must start again."""
+    if legacy_id is None:
+        current = await store.account(sub.id, network)
+        if current is None:
+            return []
+        others = [a for a in await store.accounts() if a.subscriber_id == sub.id and a.network != network]
+        if sub.jid is None and not others:
+            raise Failure(
+                f"{current.legacy_id} is all this subscriber has (no JID); remove the subscriber "
+                "instead (passerelle user remove)"
+            )
+        await store.remove_account(sub.id, network)
+        return [network]
+    owner = await store.subscriber_by_account(network, legacy_id)
+    if owner is not None and owner.id != sub.id:
+        name = await _name(store, owner)
+        raise Failure(
+            f"{legacy_id} already belongs to subscriber {name}; take it from them first "
+            f"(passerelle user set {name} --no-{'msisdn' if network == 'sms' else 'msn'})"
+        )
+    await store.set_account(sub.id, network, legacy_id, secret, time.time())
+    return [network]
+
+
+async def _name(store: Store, sub: Subscriber) -> str:
+    """How the commands name a subscriber: their JID, else their number."""
+    if sub.jid is not None:
+        return str(sub.jid)
+    account = await store.account(sub.id, "sms")
+    return account.legacy_id if account else f"#{sub.id}"
+
+
+def _tell_gateway(cfg: Config, change: dict[str, Any]) -> None:
+    """Have a running gateway apply what was just written to the database."""
+    from gateway.ops.admin_socket import AdminSocketError, NotRunning, request
+
+    try:
+        answer = request(cfg.admin.socket, "subscriber-changed", args=change)
+    except NotRunning:
+        click.echo("no gateway is running; it applies the change when it starts")
+        return
+    except AdminSocketError as exc:
+        click.echo(
+            f"passerelle: the running gateway could not be told ({exc}); restart it "
+            "(systemctl restart passerelle) for the change to apply now",
+            err=True,
+        )
+        return
+    click.echo(f"the running gateway applied it: {answer.get('applied', 'done')}")
 
 
 @main.command()
@@ -566,16 +825,25 @@ def _secret_values(cfg: Config) -> list[str]:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The whole state as JSON, for scripts.")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The admin socket to ask (default: admin.socket of the config file).",
+)
 @click.pass_context
 @fails_cleanly
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Live state of the running gateway, read over its admin socket."""
+def status(ctx: click.Context, as_json: bool, socket_path: Path | None) -> None:
+    """Live state of the running gateway, read over its admin socket.
+
+    Only the socket's path is read from the config file, so a file with an error elsewhere
+    does not stop it."""
     from gateway.ops.admin_socket import AdminSocketError, NotRunning, request
     from gateway.ops.status import render
 
-    cfg = config_mod.load_without_secrets(config_path(ctx))
+    socket_path = socket_path or config_mod.admin_socket_of(config_path(ctx))
     try:
-        snap = request(cfg.admin.socket, "status")["status"]
+        snap = request(socket_path, "status")["status"]
     except (NotRunning, AdminSocketError) as exc:
         raise Failure(str(exc)) from None
     click.echo(json.dumps(snap, indent=2) if as_json else render(snap))

@@ -561,3 +561,30 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return data
+
+
+def admin_socket_of(path: Path) -> Path:
+    """The admin socket a config file names, read leniently: ``status`` needs nothing else,
+    so a file with an error elsewhere (edited after the gateway started) still leads to the
+    running gateway. Raises :class:`ConfigError` only when the path cannot be made out."""
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; give the socket with --socket PATH") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read ({exc.strerror}); give the socket with --socket PATH"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); give the socket with --socket PATH") from None
+    base = path.resolve().parent
+    admin, storage = data.get("admin"), data.get("storage")
+    socket = admin.get("socket") if isinstance(admin, Mapping) else None
+    if isinstance(socket, str) and socket.strip():
+        return base / socket
+    db = storage.get("path") if isinstance(storage, Mapping) else None
+    if isinstance(db, str) and db.strip():
+        return base / (str(base / db) + ".sock")
+    raise ConfigError(
+        f"{path}: neither admin.socket nor storage.path is set; give the socket with --socket PATH"
+    )

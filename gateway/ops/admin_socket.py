@@ -2,8 +2,10 @@
 line each way.
 
 Only the service's own user and root can connect, so the socket needs no other
-authentication. Requests are ``{"command": "status"}``, ``{"command": "ping"}`` or
-``{"command": "reload"}``; every answer has ``ok`` and either the result or ``error``.
+authentication. Requests are ``{"command": "status"}``, ``{"command": "ping"}``,
+``{"command": "reload"}`` or ``{"command": "subscriber-changed", "args": {...}}`` (what
+the management commands changed in the database, for the running gateway to apply now);
+every answer has ``ok`` and either the result or ``error``.
 
 A socket that answers means a gateway is running on this configuration: a second
 gateway refuses to start, and ``db restore`` refuses to replace its database.
@@ -27,7 +29,7 @@ from gateway.errors import new_reference
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str], Awaitable[dict[str, Any]]]
+Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]  # (command, args)
 MAX_REQUEST = 4096
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes, NUL included
 
@@ -40,7 +42,9 @@ class AdminSocketError(Exception):
     """The socket exists but cannot be used (permissions, a broken answer)."""
 
 
-def request(path: Path, command: str, timeout: float = 10.0) -> dict[str, Any]:
+def request(
+    path: Path, command: str, timeout: float = 10.0, args: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Ask the gateway listening on ``path``; raises :class:`NotRunning` when none is."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -55,7 +59,8 @@ def request(path: Path, command: str, timeout: float = 10.0) -> dict[str, Any]:
         except OSError as exc:
             raise AdminSocketError(f"{path}: cannot connect ({exc.strerror or exc})") from None
         try:
-            sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+            asked: dict[str, Any] = {"command": command, **({"args": args} if args else {})}
+            sock.sendall(json.dumps(asked).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
                 chunk = sock.recv(65536)
@@ -139,14 +144,15 @@ class AdminServer:
         try:
             line = await asyncio.wait_for(reader.readline(), 5.0)
             try:
-                command = json.loads(line[:MAX_REQUEST])["command"]
-                if not isinstance(command, str):
+                asked = json.loads(line[:MAX_REQUEST])
+                command, args = asked["command"], asked.get("args", {})
+                if not isinstance(command, str) or not isinstance(args, dict):
                     raise TypeError(command)
             except (ValueError, KeyError, TypeError):
-                answer: dict[str, Any] = {"ok": False, "error": 'expected {"command": "..."}'}
+                answer: dict[str, Any] = {"ok": False, "error": 'expected {"command": "...", "args": {...}}'}
             else:
                 try:
-                    answer = {"ok": True, **await self.handler(command)}
+                    answer = {"ok": True, **await self.handler(command, args)}
                 except LookupError as exc:
                     answer = {"ok": False, "error": str(exc.args[0] if exc.args else exc)}
                 except Exception:

@@ -20,7 +20,7 @@ from gateway import config as config_mod
 from gateway.bridge import Bridge
 from gateway.config import Config, ConfigError
 from gateway.logs import set_level
-from gateway.ops import adhoc, reload, status
+from gateway.ops import adhoc, changes, reload, status
 from gateway.ops.admin_socket import AdminServer
 from gateway.ops.metrics import MetricsServer
 from gateway.ops.rates import RateWindow
@@ -98,7 +98,7 @@ class Operations:
     async def snapshot(self) -> dict[str, Any]:
         return await status.collect(self.bridge, self.config, self.rates, self.started)
 
-    async def handle(self, command: str) -> dict[str, Any]:
+    async def handle(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
         """An admin socket request. ``LookupError``: no such command (or not yet possible)."""
         match command:
             case "ping":
@@ -109,6 +109,8 @@ class Operations:
                 return {"status": await self.snapshot()}
             case "reload":
                 return {"summary": await self.reload()}
+            case "subscriber-changed":
+                return {"applied": await changes.subscriber_changed(self.bridge, args)}
         raise LookupError(f"unknown command {command!r}")
 
     # -- configuration reload (SIGHUP, the reload-config command) ------------------------

@@ -510,6 +510,19 @@ class Store:
         finally:
             self._changed([_contact_key(subscriber_id, network, legacy_id)])
 
+    async def unlink_phone(self, subscriber_id: int, network: str, legacy_id: str) -> bool:
+        """The operator's "no number" for a contact: the number the network publishes for it
+        is ignored from now on (as a manual link wins). False: no such contact."""
+        try:
+            cur = await self._w.write(
+                "UPDATE contacts SET phone = '', phone_manual = 1 "
+                "WHERE subscriber_id = ? AND network = ? AND legacy_id = ?",
+                (subscriber_id, network, legacy_id),
+            )
+        finally:
+            self._changed([_contact_key(subscriber_id, network, legacy_id)])
+        return bool(cur.rowcount)
+
     async def contact_by_phone(self, subscriber_id: int, network: str, phone: str) -> Contact | None:
         row = first(
             await self._r.execute(

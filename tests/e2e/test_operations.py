@@ -22,6 +22,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET
 
 from gateway import config as config_mod
+from gateway.addressing import BareJid
 from gateway.cli import main
 from gateway.devtools.prosody import Prosody
 from gateway.ops.adhoc import NS_COMMANDS, NS_DATA
@@ -395,3 +396,107 @@ async def test_reload_stop_backup_and_restore_of_a_running_gateway(prosody: Pros
     assert [row["jid"] for row in json.loads(out)] == [f"alice@{DOMAIN}"]
     code, _, err = await run_cli(cfg, "db", "restore", str(cfg), "--yes")
     assert code == 1 and "not a Passerelle database" in err
+
+
+# -- management commands applied by a running gateway ---------------------------------------
+
+
+async def test_user_set_and_contact_remove_reach_a_running_gateway(tmp_path: Path) -> None:
+    """An operator gives an existing subscriber their MSN account while their XMPP client is
+    online: the running gateway logs them in at once; removing a buddy takes it off their
+    MSN list; taking the account away logs them out."""
+    from gateway.app import Gateway
+    from gateway.devtools.prosody import ComponentSpec
+    from tests.e2e.msn_fixtures import ALICE, ALICE_PW, FAST, MSN_JID, History, seed
+    from transports.msn.fake_server import FakeMsnServer
+    from transports.msn.status import ListBit
+    from transports.msn.transport import MsnTransport
+
+    msn = await FakeMsnServer.start(users=seed())
+    server = Prosody(tmp_path / "prosody", DOMAIN, [ComponentSpec(MSN_JID, SECRET)])
+    server.start()
+    server.register("alice", "pw")
+    cfg = tmp_path / "passerelle.toml"
+    cfg.write_text(
+        f'[xmpp]\nport = {server.component_port}\nuser_domains = ["{DOMAIN}"]\n'
+        f'[storage]\npath = "gw.db"\nkey_file = "secret.key"\n'
+        f'[msn]\njid = "{MSN_JID}"\nsecret = "{SECRET}"\n'
+        f'[msn.server]\nport = {msn.ns_port}\nnexus_url = "{msn.nexus_url}"\n'
+    )
+    create_key_file(tmp_path / "secret.key")
+    (tmp_path / "pw").write_text(ALICE_PW)
+    alice_jid = f"alice@{DOMAIN}"
+    assert (await cli(cfg, "user", "add", alice_jid)).exit_code == 0
+    gateway = Gateway(config_mod.load(cfg))
+    alice = ScriptedUser(f"{alice_jid}/laptop", "pw", server.c2s_port)
+    try:
+        bridge = await gateway.start()
+        transport = bridge.transports["msn"]
+        assert isinstance(transport, MsnTransport)
+        transport.options.update(FAST)
+        await asyncio.wait_for(bridge.components["msn"].online.wait(), 10)
+        history = History(alice)
+        await alice.online()
+        alice.send_presence(pto=MSN_JID)  # her client is online; she has no MSN account yet
+        await until(lambda: bridge.resources["msn"].is_online(BareJid.parse(alice_jid)))
+
+        result = await cli(
+            cfg, "user", "set", alice_jid, "--msn", ALICE, "--msn-password-file", str(tmp_path / "pw")
+        )
+        assert result.exit_code == 0, result.output
+        assert f"the running gateway applied it: msn: logging in as {ALICE}" in result.output
+        await history.presence(MSN_JID, type="subscribe")  # the component asks, as after a registration
+        await until(lambda: any(login.state == "online" for login in transport.logins.values()))
+
+        directory = msn.directory.get(ALICE)
+        assert directory is not None and directory.mask_for("bob@escargot.test") & ListBit.FL
+        result = await cli(cfg, "contact", "remove", alice_jid, "bob@escargot.test")
+        assert result.exit_code == 0, result.output
+        assert "bob@escargot.test removed from the roster and the msn list" in result.output
+        assert not directory.mask_for("bob@escargot.test") & ListBit.FL
+
+        result = await cli(cfg, "user", "set", alice_jid, "--no-msn")
+        assert result.exit_code == 0 and "the running gateway applied it: msn: logged out" in result.output
+        await until(lambda: not transport.logins)
+        await history.presence(MSN_JID, type="unsubscribe")
+    finally:
+        await alice.close()
+        await gateway.stop()
+        server.stop()
+        await msn.stop()
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_number_given_with_user_set_receives_sms_at_once(prosody: Prosody, tmp_path: Path) -> None:
+    """The running gateway (a real process) had just refused an SMS to the number, and
+    keeps such look-ups for a while: told by ``user set``, it accepts the next one."""
+    from transports.sms.status import Status
+
+    smsc = FakeSmsc(system_id="gw", password="smscpw")
+    await smsc.start()
+    cfg = write_config(tmp_path, prosody, smsc.port)
+    assert (await run_cli(cfg, "user", "add", f"alice@{DOMAIN}"))[0] == 0
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [*PASSERELLE, "-c", str(cfg), "run"], env={**os.environ, **ENV}, stdout=log_file, stderr=log_file
+        )
+    try:
+        await smsc.wait_for_bind(timeout=20)
+        assert await smsc.inject_mo("33698765432", "33612345678", "before") == [Status.ESME_RINVDSTADR]
+        code, out, err = await run_cli(cfg, "user", "set", f"alice@{DOMAIN}", "--msisdn", "+33612345678")
+        assert code == 0, err
+        assert "the running gateway applied it" in out
+        assert await smsc.inject_mo("33698765432", "33612345678", "after") == [Status.ESME_ROK]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await smsc.stop()

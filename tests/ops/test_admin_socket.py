@@ -15,7 +15,9 @@ from gateway.config import ConfigError
 from gateway.ops.admin_socket import AdminServer, AdminSocketError, NotRunning, request, running_pid
 
 
-async def handler(command: str) -> dict[str, Any]:
+async def handler(command: str, args: dict[str, Any]) -> dict[str, Any]:
+    if command == "echo":
+        return {"args": args}
     if command == "ping":
         return {"pid": os.getpid()}
     if command == "boom":
@@ -33,6 +35,8 @@ async def test_serves_status_with_mode_0600_and_removes_its_socket(tmp_path: Pat
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         answer = await asyncio.to_thread(request, path, "status")
         assert answer == {"ok": True, "status": {"components": {}}}
+        answer = await asyncio.to_thread(request, path, "echo", 5.0, {"subscriber": 7})
+        assert answer == {"ok": True, "args": {"subscriber": 7}}
         assert await asyncio.to_thread(running_pid, path) == os.getpid()
         with pytest.raises(AdminSocketError, match="unknown command 'nope'"):
             await asyncio.to_thread(request, path, "nope")

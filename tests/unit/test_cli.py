@@ -96,7 +96,12 @@ def test_user_lifecycle(cfg: Path, tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2(cfg: Path) -> None:
     assert run(cfg, "user", "add")[0] == 2
-    assert run(cfg, "user", "add", "a@example.test", "--msn", "a@msn.test")[0] == 2
+    assert run(cfg, "user", "add", "a@example.test", "--msn-password-file", "pw")[0] == 2
+    code, _, err = run(cfg, "user", "add", "a@example.test", "--msn", "a@msn.test")
+    assert code == 1 and "--msn-password-file FILE (there is no terminal to ask on)" in err
+    assert run(cfg, "user", "add", "a@example.test")[0] == 0
+    code, _, err = run(cfg, "user", "add", "a@example.test", "--msisdn", "+33612345678")
+    assert code == 1 and "already a subscriber; change them with passerelle user set a@example.test" in err
     assert run(cfg, "frobnicate")[0] == 2
 
 
@@ -132,6 +137,11 @@ def test_every_command_has_help() -> None:
         ["user", "show", "--help"],
         ["user", "remove", "--help"],
         ["run", "--help"],
+        ["status", "--help"],
+        ["user", "set", "--help"],
+        ["contact", "list", "--help"],
+        ["contact", "remove", "--help"],
+        ["contact", "unlink", "--help"],
     ):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output
@@ -139,6 +149,25 @@ def test_every_command_has_help() -> None:
 
 def test_contact_link_and_user_settings(cfg: Path, tmp_path: Path) -> None:
     assert run(cfg, "user", "add", "alice@example.test", "--msisdn", "+33612345678")[0] == 0
+    code, _, err = run(cfg, "contact", "link", "alice@example.test", "bob@escargot.test", "0698765432")
+    assert code == 1 and err.strip() == (
+        "passerelle: alice@example.test has no MSN account, so has no MSN buddies to link; "
+        "give them one first (passerelle user set alice@example.test --msn HANDLE)"
+    )
+    (tmp_path / "pw").write_text("pw\n")
+    assert (
+        run(
+            cfg,
+            "user",
+            "set",
+            "alice@example.test",
+            "--msn",
+            "alice@escargot.test",
+            "--msn-password-file",
+            str(tmp_path / "pw"),
+        )[0]
+        == 0
+    )
     code, out, _ = run(cfg, "contact", "link", "alice@example.test", "Bob@Escargot.test", "0698765432")
     assert code == 0 and "bob@escargot.test" in out and "+33698765432" in out
     code, _, err = run(cfg, "contact", "link", "alice@example.test", "not-a-handle", "+33698765432")
@@ -161,3 +190,204 @@ def test_contact_link_and_user_settings(cfg: Path, tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(check())
+
+
+def test_user_set_gives_changes_and_takes_accounts(
+    cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("secret one\n")
+    assert run(cfg, "user", "add", "alice@example.test")[0] == 0
+    assert run(cfg, "user", "add", "--msisdn", "+33698765432")[0] == 0
+    code, out, err = run(cfg, "user", "set", "alice@example.test", "--msisdn", "0612345678")
+    assert code == 0, err
+    assert (
+        "msisdn=+33612345678" in out and "no gateway is running; it applies the change when it starts" in out
+    )
+    code, _, err = run(cfg, "user", "set", "alice@example.test", "--msisdn", "+33698765432")
+    assert code == 1 and err.strip() == (
+        "passerelle: +33698765432 already belongs to subscriber +33698765432; take it from them "
+        "first (passerelle user set +33698765432 --no-msisdn)"
+    )
+    code, _, err = run(cfg, "user", "set", "alice@example.test", "--msn", "alice@escargot.test")
+    assert code == 1 and "--msn-password-file FILE (there is no terminal to ask on)" in err
+    code, out, err = run(
+        cfg,
+        "user",
+        "set",
+        "alice@example.test",
+        "--msn",
+        "alice@escargot.test",
+        "--msn-password-file",
+        str(pw),
+    )
+    assert code == 0 and "msn=alice@escargot.test" in out and "secret one" not in out + err
+    monkeypatch.setattr("gateway.cli._has_terminal", lambda: True)
+    code, out, err = run(cfg, "user", "set", "+33612345678", "--msn-password-file", str(pw), "--no-msn")
+    assert code == 2  # contradictory
+    code, out, _ = run(cfg, "user", "set", "+33698765432", "--msn", "bob@escargot.test", input="typed pw\n")
+    assert code == 0 and "MSN password for bob@escargot.test" in out and "typed pw" not in out
+    assert run(cfg, "user", "set", "alice@example.test", "--prefer", "sms")[0] == 0
+
+    code, out, _ = run(cfg, "user", "show", "alice@example.test", "--json")
+    shown = json.loads(out)
+    assert (shown["msisdn"], shown["msn"]) == ("+33612345678", "alice@escargot.test")
+    assert shown["settings"] == {
+        "prefer": "sms",
+        "always_connected": True,
+        "mobile_status_text": "On mobile",
+        "forwarding": True,
+    }
+    assert shown["set"] == ["prefer"]
+    code, out, _ = run(cfg, "user", "show", "alice@example.test")
+    assert "prefer:             sms\n" in out and "forwarding:         true  (default)\n" in out
+
+    assert run(cfg, "user", "set", "alice@example.test", "--no-msn", "--no-msisdn")[0] == 0
+    code, out, _ = run(cfg, "user", "show", "alice@example.test", "--json")
+    assert (json.loads(out)["msisdn"], json.loads(out)["msn"]) == (None, None)
+    assert run(cfg, "user", "set", "+33698765432", "--no-msn")[0] == 0
+    code, _, err = run(cfg, "user", "set", "+33698765432", "--no-msisdn")
+    assert code == 1 and "remove the subscriber instead (passerelle user remove)" in err
+
+    async def stored_password() -> str | None:
+        from gateway.storage import Cipher, Store
+
+        store = await Store.open(cfg.parent / "passerelle.db", Cipher.from_file(cfg.parent / "secret.key"))
+        try:
+            sub = await store.subscriber_by_account("sms", "+33698765432")
+            assert sub is not None
+            return await store.account(sub.id, "msn") and await store.account_secret(sub.id, "msn")
+        finally:
+            await store.close()
+
+    import asyncio
+
+    assert asyncio.run(stored_password()) is None
+
+
+def test_contact_list_remove_and_unlink(cfg: Path, tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("pw")
+    alice = "alice@example.test"
+    assert (
+        run(
+            cfg,
+            "user",
+            "add",
+            alice,
+            "--msn",
+            "alice@escargot.test",
+            "--msn-password-file",
+            str(tmp_path / "pw"),
+        )[0]
+        == 0
+    )
+    assert run(cfg, "contact", "add", alice, "0698765432", "--name", "Mum")[0] == 0
+    assert run(cfg, "contact", "link", alice, "bob@escargot.test", "+33611111111")[0] == 0
+    code, out, _ = run(cfg, "contact", "list", alice, "--json")
+    assert json.loads(out) == [
+        {"network": "sms", "contact": "+33698765432", "name": "Mum", "phone": None, "phone_source": None},
+        {
+            "network": "msn",
+            "contact": "bob@escargot.test",
+            "name": "bob@escargot.test",
+            "phone": "+33611111111",
+            "phone_source": "operator",
+        },
+    ]
+    code, out, _ = run(cfg, "contact", "list", alice)
+    assert code == 0 and "+33611111111 (operator)" in out
+
+    code, out, _ = run(cfg, "contact", "unlink", alice, "bob@escargot.test")
+    assert code == 0 and "unlinked bob@escargot.test" in out
+    code, out, _ = run(cfg, "contact", "list", alice, "--json")
+    assert json.loads(out)[1]["phone"] is None and json.loads(out)[1]["phone_source"] == "unlinked"
+    code, _, err = run(cfg, "contact", "unlink", alice, "carol@escargot.test")
+    assert code == 1 and "has no MSN buddy carol@escargot.test (see passerelle contact list" in err
+
+    assert run(cfg, "contact", "remove", alice, "+33698765432")[0] == 0
+    assert run(cfg, "contact", "remove", alice, "bob@escargot.test")[0] == 0
+    code, out, _ = run(cfg, "contact", "list", alice, "--json")
+    assert json.loads(out) == []
+    code, _, err = run(cfg, "contact", "remove", alice, "bob@escargot.test")
+    assert code == 1 and "has no contact bob@escargot.test" in err
+
+
+class FakeGateway:
+    """An admin socket answering like a running gateway, recording what it was told."""
+
+    def __init__(self, path: Path, refuse: bool = False) -> None:
+        from gateway.ops.admin_socket import AdminServer
+
+        self.told: list[tuple[str, dict[str, object]]] = []
+        self.refuse = refuse
+        self.server = AdminServer(path, self.handle)
+
+    async def handle(self, command: str, args: dict[str, object]) -> dict[str, object]:
+        self.told.append((command, args))
+        if command == "status":
+            return {"status": {"pid": 1}}
+        if self.refuse:
+            raise LookupError(f"unknown command {command!r}")
+        return {"applied": "msn: logging in as alice@escargot.test"}
+
+
+async def test_changes_are_sent_to_the_running_gateway(cfg: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    assert (await asyncio.to_thread(run, cfg, "user", "add", "alice@example.test"))[0] == 0
+    (tmp_path / "pw").write_text("pw")
+    gateway = FakeGateway(cfg.parent / "passerelle.db.sock")
+    await gateway.server.start()
+    try:
+        code, out, _ = await asyncio.to_thread(
+            run,
+            cfg,
+            "user",
+            "set",
+            "alice@example.test",
+            "--msn",
+            "alice@escargot.test",
+            "--msn-password-file",
+            str(tmp_path / "pw"),
+        )
+        assert code == 0
+        assert "the running gateway applied it: msn: logging in as alice@escargot.test" in out
+        assert gateway.told == [("subscriber-changed", {"subscriber": 1, "relogin": ["msn"]})]
+        await asyncio.to_thread(
+            run, cfg, "contact", "link", "alice@example.test", "bob@escargot.test", "+33611111111"
+        )
+        await asyncio.to_thread(run, cfg, "contact", "remove", "alice@example.test", "bob@escargot.test")
+        assert gateway.told[-1] == (
+            "subscriber-changed",
+            {"subscriber": 1, "removed": [["msn", "bob@escargot.test"]]},
+        )
+        gateway.refuse = True  # an older gateway: the operator is told to restart it
+        code, _, err = await asyncio.to_thread(
+            run, cfg, "user", "set", "alice@example.test", "--prefer", "sms"
+        )
+        assert code == 0
+        assert "restart it (systemctl restart passerelle) for the change to apply now" in err
+    finally:
+        await gateway.server.stop()
+
+
+async def test_status_needs_only_the_socket_path(cfg: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    cfg.write_text(cfg.read_text().replace("port = 2775", 'port = "abc"'))  # broken after the start
+    socket = cfg.parent / "passerelle.db.sock"
+    code, _, err = await asyncio.to_thread(run, cfg, "status")
+    assert code == 1 and err.strip() == f"passerelle: no gateway is running (nothing answers on {socket})"
+    gateway = FakeGateway(socket)
+    await gateway.server.start()
+    try:
+        code, out, err = await asyncio.to_thread(run, cfg, "status", "--json")
+        assert code == 0, err
+        assert json.loads(out) == {"pid": 1}
+        elsewhere = tmp_path / "nothing-here.toml"
+        code, out, err = await asyncio.to_thread(run, elsewhere, "status", "--json", "--socket", str(socket))
+        assert code == 0 and json.loads(out) == {"pid": 1}
+        code, _, err = await asyncio.to_thread(run, elsewhere, "status")
+        assert code == 1 and "no such file; give the socket with --socket PATH" in err
+    finally:
+        await gateway.server.stop()
