@@ -426,6 +426,7 @@ async def test_user_set_and_contact_remove_reach_a_running_gateway(tmp_path: Pat
     create_key_file(tmp_path / "secret.key")
     (tmp_path / "pw").write_text(ALICE_PW)
     alice_jid = f"alice@{DOMAIN}"
+    assert (await cli(cfg, "db", "upgrade")).exit_code == 0  # `user add` refuses a missing database
     assert (await cli(cfg, "user", "add", alice_jid)).exit_code == 0
     gateway = Gateway(config_mod.load(cfg))
     alice = ScriptedUser(f"{alice_jid}/laptop", "pw", server.c2s_port)
@@ -480,6 +481,7 @@ async def test_a_number_given_with_user_set_receives_sms_at_once(prosody: Prosod
     smsc = FakeSmsc(system_id="gw", password="smscpw")
     await smsc.start()
     cfg = write_config(tmp_path, prosody, smsc.port)
+    assert (await run_cli(cfg, "db", "upgrade"))[0] == 0
     assert (await run_cli(cfg, "user", "add", f"alice@{DOMAIN}"))[0] == 0
     log_path = tmp_path / "gateway.log"
     with log_path.open("wb") as log_file:
