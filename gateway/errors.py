@@ -40,6 +40,17 @@ REGISTRY: dict[str, ErrorSpec] = {
     "too-long": ErrorSpec(
         "modify", "not-acceptable", "The message is too long: at most {limit} SMS parts are allowed."
     ),
+    "empty-message": ErrorSpec(
+        "modify",
+        "not-acceptable",
+        "The message has no text: nothing was sent. Write some text and send it again.",
+    ),
+    "headline-not-sent": ErrorSpec(
+        "cancel",
+        "not-acceptable",
+        "Notifications (messages of type headline) are not sent on {network}: nothing was sent. "
+        "Send it as a chat message.",
+    ),
     "quota": ErrorSpec("wait", "resource-constraint", "{reason}"),
     "storage-full": ErrorSpec(
         "wait", "resource-constraint", "The gateway cannot store new messages right now; try again later."

@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote
 
 from gateway.core.model import Presence, Show
 
@@ -45,15 +46,24 @@ class Buddy:
 
 def short_name(buddy: Buddy) -> str:
     """The alias if set, else the first word of the friendly name made GSM-7-safe, else
-    the handle's local part: the name a forward is prefixed with and ``@name`` accepts."""
+    the handle's local part: the name a forward is prefixed with and ``@name`` accepts.
+
+    A friendly name that is an address (MSN's default is the handle itself, sometimes still
+    URL-encoded) gives its local part, not the address with its ``@`` dropped."""
+    local = buddy.handle.split("@")[0]
     if buddy.alias.strip():
-        return _safe(buddy.alias.strip().split()[0]) or buddy.handle.split("@")[0]
-    words = buddy.friendly_name.strip().split()
-    if words:
-        safe = _safe(words[0])
-        if safe:
-            return safe
-    return buddy.handle.split("@")[0]
+        return _safe(_word(buddy.alias)) or local
+    name = buddy.friendly_name.strip()
+    if not name or unquote(name).lower() == buddy.handle.lower():
+        return local
+    return _safe(_word(name)) or local
+
+
+def _word(name: str) -> str:
+    """The first word of ``name`` (not blank); when that word is an address, its local part."""
+    first = name.split()[0]
+    address = unquote(first)
+    return address.split("@")[0] if "@" in address else first
 
 
 def _safe(word: str) -> str:

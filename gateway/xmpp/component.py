@@ -36,6 +36,7 @@ from gateway.core.actions import (
     SendXmppPresence,
 )
 from gateway.core.events import PresenceKind, XmppPresenceReceived
+from gateway.core.messages import Refusal, XmppMessage, plan_message
 from gateway.core.model import Presence, Show
 from gateway.errors import UserError, new_reference
 from gateway.transport import FormField
@@ -348,10 +349,11 @@ class GatewayComponent(ComponentXMPP):
 
     async def _on_message(self, stanza: StanzaBase) -> None:
         msg = cast(Message, stanza)
+        plan = plan_message(self._read_message(msg))
         if self.closing:
-            if msg["type"] != "error" and msg.xml.find(f"{{{NS_CLIENT}}}body") is not None:
+            if plan.send or plan.refuse:
                 down = UserError("network-down", reason="The gateway is restarting; send again in a moment.")
-                self._error_reply(msg, down)
+                self._error_reply(msg, self._refusal(plan.refuse) if plan.refuse else down)
             return
         mtype = msg["type"]
         if mtype == "error":
@@ -369,16 +371,17 @@ class GatewayComponent(ComponentXMPP):
             return
         if mtype == "groupchat" or not msg["from"].user:
             return
+        if plan.chat_state:
+            await self._relay_chat_state(msg, plan.chat_state)
+        if not plan.send and plan.refuse is None:
+            return  # nothing for the network, and nothing its sender waits for (core.messages)
         try:
             self._check_sender(msg["from"])
+            if plan.refuse is not None:
+                raise self._refusal(plan.refuse)
             sender = self.full(msg["from"])
             contact = msg["to"].user or None
-            body = msg.xml.findtext(f"{{{NS_CLIENT}}}body")
-            if body is None:
-                state = self._chat_state(msg)
-                if state and contact:
-                    await self.handler.chat_state_received(self.network, sender, contact, state)
-                return
+            body = msg.xml.findtext(f"{{{NS_CLIENT}}}body") or ""
             receipt = msg.xml.find(f"{{{NS_RECEIPTS}}}request") is not None
             await self.handler.message_received(self.network, sender, contact, body, msg["id"] or "", receipt)
         except UserError as exc:
@@ -387,6 +390,37 @@ class GatewayComponent(ComponentXMPP):
             ref = new_reference()
             log.exception("internal error ref=%s handling a message from %s", ref, msg["from"].bare)
             self._error_reply(msg, UserError("internal", ref=ref))
+
+    @classmethod
+    def _read_message(cls, msg: Message) -> XmppMessage:
+        xml = msg.xml
+        return XmppMessage(
+            type=xml.get("type", ""),
+            body=xml.findtext(f"{{{NS_CLIENT}}}body"),
+            receipt=xml.find(f"{{{NS_RECEIPTS}}}request") is not None,
+            chat_state=cls._chat_state(msg),
+        )
+
+    def _refusal(self, refusal: Refusal) -> UserError:
+        if refusal == "headline":
+            return UserError("headline-not-sent", network=self.network.upper())
+        return UserError("empty-message")
+
+    async def _relay_chat_state(self, msg: Message, state: str) -> None:
+        """A chat state carries no content: what goes wrong relaying it (a badly written
+        contact address, a sender not registered) is logged, never answered; a client sends
+        one every few keystrokes, and the message with text that follows gets the error."""
+        contact = msg["to"].user
+        if not contact:
+            return
+        try:
+            self._check_sender(msg["from"])
+            await self.handler.chat_state_received(self.network, self.full(msg["from"]), contact, state)
+        except UserError as exc:
+            log.debug("chat state from %s to %s not relayed: %s", msg["from"].bare, contact, exc.condition)
+        except Exception:
+            ref = new_reference()
+            log.exception("internal error ref=%s relaying a chat state from %s", ref, msg["from"].bare)
 
     @staticmethod
     def _chat_state(msg: Message) -> str | None:

@@ -37,6 +37,7 @@ from tests.e2e.test_convergence import (
 from tests.e2e.test_convergence_away import on_mobile, received
 from tests.xmpp_client import ScriptedUser
 from transports.msn.ns_events import PersonalMessageChanged, PresenceChanged
+from transports.msn.sb import MessageReceived
 from transports.msn.status import Status
 from transports.sms.encoding import decode_text
 from transports.sms.reassembly import split_user_data
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.e2e
 ALICE = f"alice@{DOMAIN}"
 BOB = "bob@escargot.test"
 OTHER_NUMBER = "33611112222"
+CAROL = "carol@escargot.test"
 
 
 @pytest.fixture
@@ -264,4 +266,32 @@ async def test_stop_and_start_are_confirmed_over_the_sms_limit(prosody: Prosody,
         assert await answer_to(world, "STOP") == "Forwarding stopped. Text START to resume."
         assert await answer_to(world, "START") == "Forwarding resumed. Text STOP to stop."
     finally:
+        await stop_world(world)
+
+
+def users_with_carol_unnamed() -> list[dict[str, Any]]:
+    """The usual directory, with carol never having set a friendly name: MSN shows her address."""
+    return [
+        {k: v for k, v in u.items() if k != "friendly_name"} if u["handle"] == CAROL else u for u in users()
+    ]
+
+
+async def test_a_buddy_named_by_their_address_is_called_by_its_local_part(
+    prosody: Prosody, tmp_path: Path
+) -> None:
+    world = await start_world(prosody, tmp_path, msn_users=users_with_carol_unnamed())
+    carol = await bob_online(world, "carol")
+    try:
+        await on_mobile(world, carol)
+        sent = len(world.smsc.submits)
+        assert (await carol.session.send_message(ALICE_HANDLE, "lunch?")).ok
+        assert await world.phone_receives(ALICE_NUMBER, sent) == "carol: lunch?"
+        assert await answer_to(world, "/who") == "Online: carol"
+        seen = carol.mark()
+        await world.phone_sends("@carol yes, at noon")
+        await carol.wait_for(
+            lambda e: isinstance(e, MessageReceived) and e.text == "yes, at noon", since=seen, timeout=15
+        )
+    finally:
+        await carol.session.close()
         await stop_world(world)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
@@ -463,3 +464,55 @@ async def test_dropped_connection_comes_back_consistent_and_loses_nothing(
 def snapshot(user: ScriptedUser, jid: str) -> tuple[str, str, list[str]]:
     item = user.client_roster[jid]
     return item["name"], item["subscription"], sorted(item["groups"])
+
+
+async def test_empty_messages_are_not_sent_on_msn_and_the_sender_is_told(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """The rule of the SMS side, on MSN: no MSG for a message without text, an error to its
+    sender when it asked for a receipt or carried nothing else; a chat state alone is relayed
+    and not answered; ``headline`` is not sent, ``normal`` is sent like ``chat``."""
+    user, history = alice
+    bob = await log_in(msn_server, buddies, "bob")
+    await sign_in(user, history, ROSTER)
+    mark, relayed = history.mark(), len(msn_server.messages)
+
+    def message(msg_id: str, body: str | None, *, receipt: bool = False, mtype: str = "chat") -> None:
+        msg = user.make_message(mto=BOB, mtype=mtype)
+        msg["id"] = msg_id
+        if body is not None:
+            ET.SubElement(msg.xml, "{jabber:client}body").text = body or None
+        if receipt:
+            ET.SubElement(msg.xml, "{urn:xmpp:receipts}request")
+        msg.send()
+
+    message("e-hello", "hello")  # opens the conversation (typing goes only into one)
+    await bob.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "hello")
+    message("e-empty", "", receipt=True)
+    message("e-bare", "")
+    message("e-blank", "  \n ", receipt=True)
+    message("e-headline", "breaking news", mtype="headline")
+    send_chat_state(user, BOB, "composing")
+    await bob.wait_for(lambda e: e == TypingReceived(ALICE))
+    message("e-normal", "a normal message", mtype="normal")
+    message("e-text", "now with text")
+    await bob.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "now with text")
+    expected = {"e-empty", "e-bare", "e-blank", "e-headline"}
+
+    def answered() -> dict[str, Any]:
+        return {s["id"]: s for s in history.stanzas[mark:] if s.xml.get("type") == "error"}
+
+    await until(lambda: expected <= set(answered()))
+    errors = answered()
+    assert set(errors) == {"e-empty", "e-bare", "e-blank", "e-headline"}
+    for msg_id in ("e-empty", "e-bare", "e-blank"):
+        assert errors[msg_id]["error"]["condition"] == "not-acceptable"
+        assert "nothing was sent" in errors[msg_id]["error"]["text"]
+    assert "headline" in errors["e-headline"]["error"]["text"]
+    got = [e.text for e in bob.events if isinstance(e, MessageReceived)]
+    assert got == ["hello", "a normal message", "now with text"]
+    texts = [p for who, _, p in msn_server.messages[relayed:] if who == ALICE and b"text/plain" in p]
+    assert len(texts) == 3  # one MSG for each message with text, none for the others

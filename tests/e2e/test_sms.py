@@ -379,3 +379,82 @@ async def test_multipart_mo_survives_a_gateway_restart(world: World) -> None:
     assert await world.smsc.deliver(second) == Status.ESME_ROK
     msg = await world.alice.next_message(from_bare=f"{BOB_NUMBER}@{SMS}")
     assert msg["body"] == text
+
+
+def blank_message(
+    w: World, msg_id: str, body: str | None, *, receipt: bool = False, mtype: str = "chat"
+) -> Any:
+    """A message to bob as a client may write it: ``body`` None leaves <body/> out, "" is <body/>."""
+    msg = w.alice.make_message(mto=f"{BOB_NUMBER}@{SMS}", mtype=mtype)
+    msg["id"] = msg_id
+    if body is not None:
+        ET.SubElement(msg.xml, "{jabber:client}body").text = body or None
+    if receipt:
+        ET.SubElement(msg.xml, "{urn:xmpp:receipts}request")
+    return msg
+
+
+async def errors_until(user: ScriptedUser, last_id: str) -> dict[str, Any]:
+    """Every error ``user`` gets, by the id it answers, up to the one answering ``last_id``."""
+    errors: dict[str, Any] = {}
+    while last_id not in errors:
+        err = await user.next_message(type="error")
+        assert err["id"] not in errors, f"{err['id']} answered twice"
+        errors[err["id"]] = err
+    return errors
+
+
+async def test_empty_messages_are_not_texted_and_the_sender_is_told(world: World) -> None:
+    """Nothing goes to the SMSC for a message without text; the sender is told when it asked
+    for a receipt or carried nothing else. ``normal`` is texted like ``chat``; ``headline``
+    (a notification) is not texted, and its sender is told."""
+    await link_number(world, world.alice)
+    n = len(world.smsc.submits)
+    blank_message(world, "e-empty", "", receipt=True).send()  # <body/> with a receipt request
+    unknown = blank_message(world, "e-unknown", "")  # <body></body> and an unknown child
+    ET.SubElement(unknown.xml, "{urn:example:unknown}thing").text = "not a text"
+    unknown.send()
+    blank_message(world, "e-blank", " \n\t ", receipt=True).send()  # only whitespace
+    blank_message(world, "e-headline", "breaking news", mtype="headline").send()
+    blank_message(world, "e-normal", "a normal message", mtype="normal").send()
+    blank_message(world, "e-last", "", receipt=True).send()
+    errors = await errors_until(world.alice, "e-last")
+    assert set(errors) == {"e-empty", "e-unknown", "e-blank", "e-headline", "e-last"}
+    for msg_id in ("e-empty", "e-unknown", "e-blank", "e-last"):
+        error = errors[msg_id]["error"]
+        assert error["condition"] == "not-acceptable", msg_id
+        assert "no text" in error["text"] and "nothing was sent" in error["text"], error["text"]
+    headline = errors["e-headline"]["error"]
+    assert headline["condition"] == "not-acceptable" and "headline" in headline["text"]
+    # a message with text after them, to the same number: the outbox keeps each number's
+    # order, so anything queued for the ones before would have left first
+    blank_message(world, "e-text", "now with text").send()
+
+    def texts() -> list[str]:
+        return [decode_text(s.short_message, s.pdu.data_coding).text for s in world.smsc.submits[n:]]
+
+    await world.smsc.wait_until(lambda: "now with text" in texts(), 15)
+    assert texts() == ["a normal message", "now with text"]
+
+
+async def test_chat_states_to_a_badly_written_number_are_not_answered(world: World) -> None:
+    """Chat states carry no content: a malformed contact JID gets no error for them, and the
+    message with a body that follows gets exactly one."""
+    await link_number(world, world.alice)
+    to = f"0698765432@{SMS}"
+    for n, state in enumerate(("composing", "paused", "active")):
+        msg = world.alice.make_message(mto=to, mtype="chat")
+        msg["id"] = f"cs-{n}"
+        ET.SubElement(msg.xml, f"{{http://jabber.org/protocol/chatstates}}{state}")
+        msg.send()
+    msg = world.alice.make_message(mto=to, mbody="hi Bob", mtype="chat")
+    msg["id"] = "cs-body"
+    ET.SubElement(msg.xml, "{http://jabber.org/protocol/chatstates}active")
+    msg.send()
+    sentinel = world.alice.make_message(mto=to, mbody="still there?", mtype="chat")
+    sentinel["id"] = "cs-sentinel"
+    sentinel.send()
+    errors = await errors_until(world.alice, "cs-sentinel")
+    assert set(errors) == {"cs-body", "cs-sentinel"}
+    assert errors["cs-body"]["error"]["condition"] == "jid-malformed"
+    assert f"{BOB_NUMBER}@{SMS}" in errors["cs-body"]["error"]["text"]

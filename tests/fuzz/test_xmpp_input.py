@@ -125,7 +125,8 @@ async def test_registration_forms_get_the_defined_error(
 handles = st.text(st.sampled_from("abcxyz019.-_@ &'/:<>\"é"), min_size=1, max_size=24).filter(
     lambda h: h.strip() == h and not h.startswith(("offline@", "slow@"))
 )
-# (a message without a body is a chat state or nothing: no answer is defined for it)
+# (a message without a body is a chat state or nothing: never answered, see the chat states
+# a blank body is answered "no text", whatever the address)
 bodies = st.one_of(xml_text.filter(bool), st.integers(1, 60000).map(lambda n: ("xé😀" * n)[:n]))
 
 
@@ -133,6 +134,8 @@ bodies = st.one_of(xml_text.filter(bool), st.integers(1, 60000).map(lambda n: ("
 @given(handles, bodies, st.booleans())
 @example("no-at-sign", "hi", False)
 @example("bob@echo.test", "x" * 60000, True)
+@example("bob@echo.test", " \n ", False)
+@example("no-at-sign", "\n", True)
 async def test_messages_get_the_echo_or_the_defined_error(
     gateway: RunningGateway, alice: ScriptedUser, bob: ScriptedUser, handle: str, body: str, extension: bool
 ) -> None:
@@ -144,7 +147,10 @@ async def test_messages_get_the_echo_or_the_defined_error(
     if extension:
         ET.SubElement(msg.xml, "{urn:example:unknown}thing", {"a": "b"}).text = "ignored"
     msg.send()
-    if "@" in handle:
+    if not body.strip():  # no text: nothing is sent, whatever the address (gateway.core.messages)
+        err = await alice.next_message(type="error", timeout=5)
+        assert err["error"]["condition"] == "not-acceptable" and "no text" in err["error"]["text"]
+    elif "@" in handle:
         reply = await alice.next_message(from_bare=contact, timeout=5)
         assert reply["body"] == "echo: " + body
     else:
@@ -164,6 +170,32 @@ async def test_message_errors_carry_the_id_of_the_message(
     err = await alice.next_message(type="error", timeout=5)
     assert err["error"]["condition"] == "jid-malformed"
     assert err["id"] == "m-bad-address"
+
+
+chat_states = st.sampled_from(["active", "composing", "paused", "inactive", "gone"])
+
+
+@fuzz(10, cost=80)
+@given(handles, st.lists(chat_states, min_size=1, max_size=4), st.booleans())
+@example("no-at-sign", ["composing", "paused", "active"], True)
+async def test_chat_states_are_never_answered_whatever_the_address(
+    gateway: RunningGateway, alice: ScriptedUser, handle: str, states: list[str], registered: bool
+) -> None:
+    """A chat state carries no content: no error for it, to any address, registered or not;
+    the message with text after it is the first one answered."""
+    if registered:
+        await _registered(alice)
+    _drain(alice)
+    contact = f"{escape_node(handle)}@{TEST_JID}"
+    for state in states:
+        msg = alice.make_message(mto=contact, mtype="chat")
+        ET.SubElement(msg.xml, f"{{http://jabber.org/protocol/chatstates}}{state}")
+        msg.send()
+    sentinel = alice.make_message(mto=f"no-at-sign@{TEST_JID}", mbody="hi", mtype="chat")
+    sentinel["id"] = "after-the-states"
+    sentinel.send()
+    err = await alice.next_message(type="error", timeout=5)
+    assert err["id"] == "after-the-states"
 
 
 async def _registered(user: ScriptedUser) -> None:

@@ -47,6 +47,30 @@ def test_short_names(buddy: Buddy, name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("buddy", "name"),
+    [
+        (Buddy("bob@example.com", "bob@example.com"), "bob"),  # MSN's default friendly name
+        (Buddy("bob@example.com", "Bob@Example.com"), "bob"),
+        (Buddy("bob@example.com", "bob%40example.com"), "bob"),  # still URL-encoded
+        (Buddy("bob+msn@example.com", " bob+msn@example.com "), "bob+msn"),  # the handle's own part
+        (Buddy("bob@example.com", "robert@work.example is away"), "robert"),  # another address
+        (Buddy("bob@example.com", "   "), "bob"),
+        (Buddy("bob@example.com", "bob@example.com", alias="Bobby B"), "Bobby"),  # an alias wins
+        (Buddy("bob@example.com", "", alias="rob@example.org"), "rob"),
+    ],
+)
+def test_a_friendly_name_that_is_an_address_gives_its_local_part(buddy: Buddy, name: str) -> None:
+    assert short_name(buddy) == name
+
+
+def test_a_buddy_named_by_their_address_is_listed_and_matched_by_its_local_part() -> None:
+    bob = Buddy("bob@example.com", "bob@example.com", online=True)
+    assert who_text([bob]) == "Online: bob"
+    assert forward_text(bob, "hi", 160) == "bob: hi"
+    assert match_buddy("bob", [bob, BOBBY]) == (bob, [])
+
+
+@pytest.mark.parametrize(
     ("text", "command"),
     [
         ("see you", Reply("see you")),
