@@ -480,23 +480,26 @@ def contact() -> None:
 @click.pass_context
 @fails_cleanly
 def contact_add(ctx: click.Context, jid: str, number: str, name: str) -> None:
-    """Add a phone contact to a subscriber's roster (pushed at their next login)."""
+    """Add a phone contact to a subscriber's roster (pushed at once while they are online)."""
     cfg = load_config(ctx)
     if cfg.sms is None:
         raise Failure("sms: the SMS network is not configured")
     phone = str(E164.parse(number, cfg.sms.default_region))
 
-    async def go() -> None:
+    async def go() -> int:
         store = await open_store(cfg)
         try:
             sub = await _find(store, jid)
-            # list_bits 0: not yet in the roster; the next login pushes it (and sets 1)
+            # list_bits 0: not yet in the roster; a listing by the running gateway or the
+            # next login pushes it (and sets 1)
             await store.upsert_contacts([Contact(sub.id, "sms", phone, name or phone, (), 0)])
+            return sub.id
         finally:
             await store.close()
 
-    run_async(go())
+    sub_id = run_async(go())
     click.echo(f"added {phone} to {jid}")
+    _tell_gateway(cfg, {"subscriber": sub_id, "listed": ["sms"]})
 
 
 @contact.command("link")

@@ -22,28 +22,35 @@ log = logging.getLogger(__name__)
 SESSIONLESS = frozenset({"sms"})  # networks without per-user logins
 
 
-def _args(args: Mapping[str, Any]) -> tuple[int, set[str], list[tuple[str, str]]]:
-    """``{"subscriber": id, "relogin": [network…], "removed": [[network, legacy_id]…]}``."""
+def _args(args: Mapping[str, Any]) -> tuple[int, set[str], list[tuple[str, str]], set[str]]:
+    """``{"subscriber": id, "relogin": [network…], "removed": [[network, legacy_id]…],
+    "listed": [network…]}`` (``listed``: contacts were added on these networks)."""
     sub_id = args.get("subscriber")
     relogin = args.get("relogin", [])
     removed = args.get("removed", [])
+    listed = args.get("listed", [])
     if (
         not isinstance(sub_id, int)
         or not isinstance(relogin, list)
         or not all(isinstance(n, str) for n in relogin)
+        or not isinstance(listed, list)
+        or not all(isinstance(n, str) for n in listed)
         or not isinstance(removed, list)
         or not all(
             isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in removed
         )
     ):
-        raise LookupError('expected args {"subscriber": id, "relogin": [...], "removed": [[network, id]...]}')
-    return sub_id, set(relogin), [(r[0], r[1]) for r in removed]
+        raise LookupError(
+            'expected args {"subscriber": id, "relogin": [...], "removed": [[network, id]...], '
+            '"listed": [...]}'
+        )
+    return sub_id, set(relogin), [(r[0], r[1]) for r in removed], set(listed)
 
 
 async def subscriber_changed(bridge: Bridge, args: Mapping[str, Any]) -> str:
     """Apply a change made in the database by another process; returns one line saying
     what the running gateway did. ``LookupError`` (answered as an error) for bad args."""
-    sub_id, relogin, removed = _args(args)
+    sub_id, relogin, removed, listed = _args(args)
     bridge.store.forget_cached()  # every look-up from now on reads the new rows
     bridge.store.sms.forget_cached()
     sub = await bridge.store.subscriber(sub_id)
@@ -53,6 +60,7 @@ async def subscriber_changed(bridge: Bridge, args: Mapping[str, Any]) -> str:
                 await transport.stop_session(sub_id)
         return "the subscriber's sessions are closed"
     done = [await _remove_contact(bridge, sub, network, legacy_id) for network, legacy_id in removed]
+    done += [await _list_contacts(bridge, sub, network) for network in sorted(listed & SESSIONLESS)]
     for network in bridge.transports:
         if network in relogin:
             await _announce(bridge, sub, network)
@@ -118,3 +126,17 @@ async def _remove_contact(bridge: Bridge, sub: Subscriber, network: str, legacy_
             f"{network} list and comes back at the next login"
         )
     return f"{legacy_id} removed from the roster and the {network} list"
+
+
+async def _list_contacts(bridge: Bridge, sub: Subscriber, network: str) -> str:
+    """Contacts added by the operator on a network without logins (SMS): while the
+    subscriber is online on its component, list them again now, which pushes the new ones
+    into their roster as at a login; otherwise their next login does."""
+    transport = bridge.transports.get(network)
+    account = await bridge.store.account(sub.id, network)
+    if transport is None or sub.jid is None or account is None:
+        return ""
+    if not bridge.resources[network].is_online(sub.jid):
+        return "the contact reaches the roster at the subscriber's next login"
+    await transport.start_session(sub, account, None)
+    return "the contact was pushed to the subscriber's roster"

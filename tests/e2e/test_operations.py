@@ -23,6 +23,7 @@ from slixmpp.xmlstream import ET
 
 from gateway import config as config_mod
 from gateway.addressing import BareJid
+from gateway.app import Gateway
 from gateway.cli import main
 from gateway.devtools.prosody import Prosody
 from gateway.ops.adhoc import NS_COMMANDS, NS_DATA
@@ -72,7 +73,7 @@ def write_config(
 
 async def cli(cfg: Path, *args: str) -> Result:
     """The command line, in-process (a thread: the gateway's loop keeps answering)."""
-    return await asyncio.to_thread(CliRunner().invoke, main, ["-c", str(cfg), *args])
+    return await asyncio.to_thread(CliRunner(env=ENV).invoke, main, ["-c", str(cfg), *args])
 
 
 async def user(prosody: Prosody, name: str) -> ScriptedUser:
@@ -501,4 +502,39 @@ async def test_a_number_given_with_user_set_receives_sms_at_once(prosody: Prosod
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        await smsc.stop()
+
+
+async def test_contact_add_reaches_the_roster_of_an_online_subscriber(
+    prosody: Prosody, tmp_path: Path
+) -> None:
+    """``contact add`` while the subscriber is online on the SMS component: the running
+    gateway pushes the new contact into their roster at once, not at their next login."""
+    smsc = FakeSmsc(system_id="gw", password="smscpw")
+    await smsc.start()
+    cfg = write_config(tmp_path, prosody, smsc.port)
+    assert (await cli(cfg, "db", "upgrade")).exit_code == 0
+    alice_jid = f"alice@{DOMAIN}"
+    assert (await cli(cfg, "user", "add", alice_jid, "--msisdn", "+33612345678")).exit_code == 0
+    gateway = Gateway(config_mod.load(cfg, ENV))
+    alice = ScriptedUser(f"{alice_jid}/laptop", "pw", prosody.c2s_port)
+    try:
+        bridge = await gateway.start()
+        await asyncio.wait_for(bridge.components["sms"].online.wait(), 10)
+        await alice.online()
+        alice.send_presence(pto=SMS)
+        await until(lambda: bridge.resources["sms"].is_online(BareJid.parse(alice_jid)))
+
+        result = await cli(cfg, "contact", "add", alice_jid, "+33698765432", "--name", "Bob")
+        assert result.exit_code == 0, result.output
+        assert "the running gateway applied it: the contact was pushed" in result.output
+        async with asyncio.timeout(10):
+            while True:
+                push = await alice.roster_pushes.get()
+                items = push.xml.findall(".//{jabber:iq:roster}item")
+                if any(i.get("jid") == f"+33698765432@{SMS}" and i.get("name") == "Bob" for i in items):
+                    break
+    finally:
+        await alice.close()
+        await gateway.stop()
         await smsc.stop()
