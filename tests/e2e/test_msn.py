@@ -333,6 +333,36 @@ async def test_buddies_added_accepted_removed_and_blocked_from_both_sides(
     await until(lambda: user.client_roster[jid_of("gina@escargot.test")]["subscription"] == "none")
 
 
+async def test_accepting_a_live_add_is_final_and_not_asked_again_at_the_next_login(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """Someone who adds alice while she is online stays pending (PL) on the server until she
+    answers: accepting is ADC AL *and* REM PL, or the server asks again at every login."""
+    user, history = alice
+    ivan = await log_in(msn_server, buddies, "ivan")
+    await sign_in(user, history, ROSTER)
+    record = msn_server.directory.get(ALICE)
+    assert record is not None
+    await ivan.session.add_to_list(ListBit.FL, ALICE, "Ivan")
+    await history.presence(jid_of("ivan@escargot.test"), type="subscribe")
+    user.send_presence(pto=jid_of("ivan@escargot.test"), ptype="subscribed")
+    await ivan.wait_for(sees(ALICE, Status.NLN))
+    await until(lambda: record.mask_for("ivan@escargot.test") == ListBit.AL | ListBit.RL)
+    # alice signs out and in again: the server lists ivan as accepted, nobody asks again
+    seen = ivan.mark()
+    user.send_presence(ptype="unavailable")
+    await ivan.wait_for(sees(ALICE, Status.FLN), seen)
+    mark = history.mark()
+    user.send_presence()
+    await ivan.wait_for(sees(ALICE, Status.NLN), seen)
+    await asyncio.sleep(0.5)  # the list of the new login has been handled well before
+    asked = {str(s["from"].bare) for s in history.stanzas[mark:] if s["type"] == "subscribe"}
+    assert asked == {ERIN}  # erin still waits for an answer; ivan was answered
+
+
 async def test_blocking_a_buddy_from_xmpp(
     gateway: Gateway,
     alice: tuple[ScriptedUser, History],

@@ -55,6 +55,15 @@ def asks_to_subscribe(mask: int) -> bool:
     return bool(mask & _PL)
 
 
+def live_reverse_add(mask: int) -> int:
+    """The mask after a live ``ADC 0 RL``: the server keeps the contact on PL (and lists
+    them so at every later login) until the subscriber answers, so accepting must be
+    ``ADC AL`` *and* ``REM PL``. Recording RL alone made the REM look like a no-op."""
+    if mask & _RL and not mask & _PL:
+        mask = (mask & ~_RL) | _PL
+    return mask
+
+
 def reverse_add_asks(mask: int) -> bool:
     """A live ``ADC 0 RL``: ask the subscriber unless they already decided (AL or BL)."""
     return not mask & (ListBit.AL | ListBit.BL)

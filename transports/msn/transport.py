@@ -347,6 +347,8 @@ class MsnTransport:
     async def _list_changed(self, login: _Login, event: nse.ListChanged) -> None:
         handle = event.handle.lower()
         mask = mapping.mask_after(int(event.lists), (mapping.ListOp(event.added, event.lst),))
+        if event.trid is None and event.lst is ListBit.RL and event.added:
+            mask = mapping.live_reverse_add(mask)
         login.masks[handle] = mask
         if event.friendly_name:
             login.names.setdefault(handle, event.friendly_name)
