@@ -293,6 +293,37 @@ async def test_chat_both_ways_with_long_and_non_ascii_text_and_typing(
     await bob.wait_for(lambda e: e == TypingReceived(ALICE))
 
 
+async def test_a_reply_to_bob_never_reaches_carol_whom_he_called_in(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """bob calls carol into his switchboard with alice: what is said there reaches alice
+    marked as said in a group, and alice's one-to-one chat with bob moves to a switchboard
+    of its own (the gateway used to send it on the group one, where carol got it too)."""
+    user, history = alice
+    bob = await log_in(msn_server, buddies, "bob")
+    carol = await log_in(msn_server, buddies, "carol")
+    await sign_in(user, history, ROSTER)
+    await bob.wait_for(sees(ALICE, Status.NLN))
+    assert (await bob.session.send_message(ALICE, "hi alice")).ok
+    await history.message(BOB, type="chat", body="hi alice")
+    assert (await bob.session.invite(ALICE, "carol@escargot.test")).ok
+    assert (await bob.session.say_in_group(ALICE, "meet carol")).ok
+    await history.message(BOB, type="chat", body="[with carol] meet carol")
+    assert (await carol.session.say_in_group("bob@escargot.test", "hi both")).ok
+    await history.message(CAROL, type="chat", body="[with bob] hi both")
+
+    seen = carol.mark()
+    user.send_message(mto=BOB, mbody="just for you", mtype="chat")
+    got = await bob.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "just for you")
+    assert got.others == ()  # a switchboard with bob alone
+    relayed = [to for frm, to, body in msn_server.messages if frm == ALICE and body.endswith(b"just for you")]
+    assert relayed == [("bob@escargot.test",)]
+    assert not [e for e in carol.events[seen:] if isinstance(e, MessageReceived)]
+
+
 async def test_buddies_added_accepted_removed_and_blocked_from_both_sides(
     gateway: Gateway,
     alice: tuple[ScriptedUser, History],

@@ -10,6 +10,7 @@ from transports.msn.mapping import (
     ListOp,
     answer_subscribe_at_once,
     asks_to_subscribe,
+    group_marked,
     in_roster,
     list_operations,
     live_reverse_add,
@@ -127,6 +128,12 @@ def test_accepting_a_live_reverse_add_leaves_pl() -> None:
     assert ListOp(False, ListBit.PL) in ops and ListOp(True, ListBit.AL) in ops
     assert mask_after(pending, ops) == al | rl
     assert live_reverse_add(pl | al) == pl | al  # already pending: unchanged
+
+
+def test_lines_from_a_group_conversation_are_marked() -> None:
+    assert group_marked("hello", ()) == "hello"
+    assert group_marked("hello", ("carol@escargot.test",)) == "[with carol] hello"
+    assert group_marked("hi", ("carol@x.org", "dave@y.org")) == "[with carol, dave] hi"
 
 
 def test_subscribe_answered_at_once_only_when_on_forward_list() -> None:

@@ -125,6 +125,20 @@ def answer_subscribe_at_once(mask: int) -> bool:
     return bool(mask & ListBit.FL)
 
 
+# -- group conversations --------------------------------------------------------------------
+
+
+def group_marked(text: str, others: tuple[str, ...]) -> str:
+    """A line said in a multi-party switchboard, as the subscriber sees it (in XMPP and in
+    an SMS forward): ``[with carol] text``, naming the other participants by the part of
+    their address before ``@``. Until the gateway has group conversations this keeps such a
+    line from passing for a one-to-one message from its writer."""
+    if not others:
+        return text
+    names = ", ".join(handle.split("@", 1)[0] for handle in others)
+    return f"[with {names}] {text}"
+
+
 # -- presence -----------------------------------------------------------------------------
 
 _SHOW: dict[Status, Show] = {
