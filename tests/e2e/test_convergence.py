@@ -215,6 +215,42 @@ async def test_away_from_xmpp_msn_becomes_sms_and_sms_replies_reach_msn(world: W
         await bob.session.close()
 
 
+async def test_group_lines_are_marked_by_sms_and_sms_replies_stay_private(world: World) -> None:
+    """bob calls carol into his switchboard with alice, who is on her phone: the forward
+    says it was said with carol, and neither a plain reply nor ``@bob`` goes into the group."""
+    bob = await bob_online(world)
+    carol = await bob_online(world, "carol")
+    try:
+        await bob.wait_for(
+            lambda e: (
+                isinstance(e, PersonalMessageChanged) and e.handle == ALICE_HANDLE and e.text == "On mobile"
+            ),
+            timeout=15,
+        )
+        sent = len(world.smsc.submits)
+        assert (await bob.session.send_message(ALICE_HANDLE, "hi alice")).ok
+        assert await world.phone_receives(ALICE_NUMBER, sent) == "Bob: hi alice"
+        assert (await bob.session.invite(ALICE_HANDLE, "carol@escargot.test")).ok
+        sent = len(world.smsc.submits)
+        assert (await bob.session.say_in_group(ALICE_HANDLE, "meet carol")).ok
+        assert await world.phone_receives(ALICE_NUMBER, sent) == "Bob: [with carol] meet carol"
+
+        seen = carol.mark()
+        for text, expected in (("see you, bob", "see you, bob"), ("@bob only you", "only you")):
+            mark = bob.mark()
+            await world.phone_sends(text)
+            got = await bob.wait_for(
+                lambda e, x=expected: isinstance(e, MessageReceived) and e.text == x, since=mark, timeout=15
+            )
+            assert got.others == ()  # on a switchboard with bob alone
+        relayed = [to for frm, to, _ in world.msn.messages if frm == ALICE_HANDLE]
+        assert relayed == [("bob@escargot.test",)] * 2
+        assert not [e for e in carol.events[seen:] if isinstance(e, MessageReceived)]
+    finally:
+        await carol.session.close()
+        await bob.session.close()
+
+
 async def test_coming_back_to_xmpp_switches_the_route(world: World, prosody: Prosody) -> None:
     bob = await bob_online(world)
     alice = ScriptedUser(f"alice@{DOMAIN}/laptop", "pw", prosody.c2s_port)

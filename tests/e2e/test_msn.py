@@ -294,6 +294,37 @@ async def test_chat_both_ways_with_long_and_non_ascii_text_and_typing(
     await bob.wait_for(lambda e: e == TypingReceived(ALICE))
 
 
+async def test_a_reply_to_bob_never_reaches_carol_whom_he_called_in(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """bob calls carol into his switchboard with alice: what is said there reaches alice
+    marked as said in a group, and alice's one-to-one chat with bob moves to a switchboard
+    of its own (the gateway used to send it on the group one, where carol got it too)."""
+    user, history = alice
+    bob = await log_in(msn_server, buddies, "bob")
+    carol = await log_in(msn_server, buddies, "carol")
+    await sign_in(user, history, ROSTER)
+    await bob.wait_for(sees(ALICE, Status.NLN))
+    assert (await bob.session.send_message(ALICE, "hi alice")).ok
+    await history.message(BOB, type="chat", body="hi alice")
+    assert (await bob.session.invite(ALICE, "carol@escargot.test")).ok
+    assert (await bob.session.say_in_group(ALICE, "meet carol")).ok
+    await history.message(BOB, type="chat", body="[with carol] meet carol")
+    assert (await carol.session.say_in_group("bob@escargot.test", "hi both")).ok
+    await history.message(CAROL, type="chat", body="[with bob] hi both")
+
+    seen = carol.mark()
+    user.send_message(mto=BOB, mbody="just for you", mtype="chat")
+    got = await bob.wait_for(lambda e: isinstance(e, MessageReceived) and e.text == "just for you")
+    assert got.others == ()  # a switchboard with bob alone
+    relayed = [to for frm, to, body in msn_server.messages if frm == ALICE and body.endswith(b"just for you")]
+    assert relayed == [("bob@escargot.test",)]
+    assert not [e for e in carol.events[seen:] if isinstance(e, MessageReceived)]
+
+
 async def test_buddies_added_accepted_removed_and_blocked_from_both_sides(
     gateway: Gateway,
     alice: tuple[ScriptedUser, History],
@@ -332,6 +363,36 @@ async def test_buddies_added_accepted_removed_and_blocked_from_both_sides(
     # an MSN user removes alice (REM FL) → the roster item loses its "from"
     await gina.session.remove_from_list(ListBit.FL, ALICE)
     await until(lambda: user.client_roster[jid_of("gina@escargot.test")]["subscription"] == "none")
+
+
+async def test_accepting_a_live_add_is_final_and_not_asked_again_at_the_next_login(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """Someone who adds alice while she is online stays pending (PL) on the server until she
+    answers: accepting is ADC AL *and* REM PL, or the server asks again at every login."""
+    user, history = alice
+    ivan = await log_in(msn_server, buddies, "ivan")
+    await sign_in(user, history, ROSTER)
+    record = msn_server.directory.get(ALICE)
+    assert record is not None
+    await ivan.session.add_to_list(ListBit.FL, ALICE, "Ivan")
+    await history.presence(jid_of("ivan@escargot.test"), type="subscribe")
+    user.send_presence(pto=jid_of("ivan@escargot.test"), ptype="subscribed")
+    await ivan.wait_for(sees(ALICE, Status.NLN))
+    await until(lambda: record.mask_for("ivan@escargot.test") == ListBit.AL | ListBit.RL)
+    # alice signs out and in again: the server lists ivan as accepted, nobody asks again
+    seen = ivan.mark()
+    user.send_presence(ptype="unavailable")
+    await ivan.wait_for(sees(ALICE, Status.FLN), seen)
+    mark = history.mark()
+    user.send_presence()
+    await ivan.wait_for(sees(ALICE, Status.NLN), seen)
+    await asyncio.sleep(0.5)  # the list of the new login has been handled well before
+    asked = {str(s["from"].bare) for s in history.stanzas[mark:] if s["type"] == "subscribe"}
+    assert asked == {ERIN}  # erin still waits for an answer; ivan was answered
 
 
 async def test_blocking_a_buddy_from_xmpp(

@@ -135,3 +135,88 @@ async def test_users_from_json(tmp_path: Path) -> None:
     directory = Directory.from_file(path)
     alice = directory.get("ALICE@example.com")
     assert alice is not None and alice.mask_for("dave@example.com") == 8
+
+
+async def _lst_mask(raw: Raw, trid: int, handle: str) -> int:
+    """SYN, then the list mask of ``handle``'s LST line."""
+    raw.send("SYN", trid, "0", "0")
+    syn = await raw.expect("SYN")
+    assert isinstance(syn, Command)
+    for _ in range(int(syn.arg(2))):
+        lst = await raw.expect("LST")
+        assert isinstance(lst, Command)
+        if lst.arg(0) == f"N={handle}":
+            return int(next(a for a in lst.args[1:] if a.isdigit()))
+    raise AssertionError(f"{handle} not listed")
+
+
+async def test_a_live_reverse_add_stays_on_pl_until_rem_pl(server: FakeMsnServer) -> None:
+    """Real servers keep someone who added the user while online on PL (not RL) until the
+    user answers with REM PL; every login in between lists them as pending (mask 16)."""
+    server.directory.add_user("gus@example.com", "gus pw", "Gus")
+    alice = await logged_in(server, "alice@example.com", "alice pw")
+    alice.send("CHG", 4, "NLN", "0")
+    await alice.expect("CHG")
+    gus = await logged_in(server, "gus@example.com", "gus pw")
+    gus.send("CHG", 4, "NLN", "0")
+    await gus.expect("CHG")
+    gus.send("ADC", 5, "FL", "N=alice@example.com", "F=Alice")
+    await gus.expect("ADC")
+    assert await alice.expect("ADC") == Command("ADC", 0, ("RL", "N=gus@example.com", "F=Gus"))
+    record = server.directory.get("alice@example.com")
+    assert record is not None and record.mask_for("gus@example.com") == 16  # PL, RL hidden
+
+    again = await logged_in(server, "alice@example.com", "alice pw")
+    assert await _lst_mask(again, 4, "gus@example.com") == 16  # still asked at every login
+    again.send("ADC", 5, "AL", "N=gus@example.com")
+    await again.expect("ADC")
+    again.send("REM", 6, "PL", "gus@example.com")
+    await again.expect("REM")
+    assert record.mask_for("gus@example.com") == 2 | 8  # AL, and RL now that PL is answered
+    third = await logged_in(server, "alice@example.com", "alice pw")
+    assert await _lst_mask(third, 4, "gus@example.com") == 2 | 8
+
+
+async def test_any_participant_can_call_a_third_one_in(server: FakeMsnServer) -> None:
+    """Multi-party switchboards: bob calls carol into alice's session; everyone gets JOI,
+    carol one IRO per participant, and a MSG goes to every other participant."""
+    people = {}
+    for name in ("alice", "bob", "carol"):
+        ns = await logged_in(server, f"{name}@example.com", f"{name} pw")
+        ns.send("CHG", 4, "NLN", "0")
+        await ns.expect("CHG")
+        people[name] = ns
+    people["alice"].send("XFR", 5, "SB")
+    xfr = await people["alice"].expect("XFR")
+    assert isinstance(xfr, Command)
+    alice_sb = await Raw.connect(server.sb_port)
+    alice_sb.send("USR", 1, "alice@example.com", xfr.arg(3))
+    await alice_sb.expect("USR")
+    alice_sb.send("CAL", 2, "bob@example.com")
+    await alice_sb.expect("CAL")
+
+    async def answer(name: str) -> Raw:
+        rng = await people[name].expect("RNG")
+        assert isinstance(rng, Command)
+        sb = await Raw.connect(server.sb_port)
+        sb.send("ANS", 1, f"{name}@example.com", rng.arg(3), rng.arg(0))
+        return sb
+
+    bob_sb = await answer("bob")
+    await bob_sb.expect("ANS")
+    await alice_sb.expect("JOI")
+    bob_sb.send("CAL", 2, "carol@example.com")
+    await bob_sb.expect("CAL")
+    carol_sb = await answer("carol")
+    iro = [await carol_sb.expect("IRO"), await carol_sb.expect("IRO")]
+    assert {f.arg(2) for f in iro if isinstance(f, Command)} == {"alice@example.com", "bob@example.com"}
+    await carol_sb.expect("ANS")
+    for sb in (alice_sb, bob_sb):
+        joi = await sb.expect("JOI")
+        assert isinstance(joi, Command) and joi.arg(0) == "carol@example.com"
+    alice_sb.send("MSG", 3, "A", payload=build_text("for bob only?"))
+    await alice_sb.expect("ACK")
+    for sb in (bob_sb, carol_sb):
+        msg = await sb.expect("MSG")
+        assert isinstance(msg, Command) and msg.arg(0) == "alice@example.com"
+    assert set(server.messages[-1][1]) == {"bob@example.com", "carol@example.com"}

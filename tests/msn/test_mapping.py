@@ -10,8 +10,10 @@ from transports.msn.mapping import (
     ListOp,
     answer_subscribe_at_once,
     asks_to_subscribe,
+    group_marked,
     in_roster,
     list_operations,
+    live_reverse_add,
     mask_after,
     msn_to_xmpp_presence,
     psm_to_status_text,
@@ -114,6 +116,24 @@ def test_subscription_stanzas_to_list_operations(kind: str, mask: int, expected:
 )
 def test_mask_after_operations(mask: int, applied: tuple[ListOp, ...], after: int) -> None:
     assert mask_after(int(mask), applied) == after
+
+
+def test_accepting_a_live_reverse_add_leaves_pl() -> None:
+    """A live ``ADC 0 RL`` leaves the contact pending on the server (PL, RL hidden):
+    accepting it must send REM PL as well as ADC AL, and then they are on RL."""
+    rl, al, pl = int(ListBit.RL), int(ListBit.AL), int(ListBit.PL)
+    pending = live_reverse_add(rl)
+    assert pending == pl
+    ops = list_operations("subscribed", pending)
+    assert ListOp(False, ListBit.PL) in ops and ListOp(True, ListBit.AL) in ops
+    assert mask_after(pending, ops) == al | rl
+    assert live_reverse_add(pl | al) == pl | al  # already pending: unchanged
+
+
+def test_lines_from_a_group_conversation_are_marked() -> None:
+    assert group_marked("hello", ()) == "hello"
+    assert group_marked("hello", ("carol@escargot.test",)) == "[with carol] hello"
+    assert group_marked("hi", ("carol@x.org", "dave@y.org")) == "[with carol, dave] hi"
 
 
 def test_subscribe_answered_at_once_only_when_on_forward_list() -> None:

@@ -111,6 +111,19 @@ def test_incoming_session() -> None:
     ]
 
 
+def test_a_message_in_a_group_names_the_other_participants() -> None:
+    """Said with carol in the session too, a message carries her (not its sender, not us)."""
+    sb = Switchboard.incoming("alice@example.com", "auth", "11")
+    sb.receive_data(wire("IRO 1 1 1 Bob@example.com Bob 0", "ANS 1 OK"))
+    one = sb.receive_data(msg_from("bob@example.com", "Bob", build_text("just us")))
+    assert [e.others for e in one if isinstance(e, MessageReceived)] == [()]
+    sb.receive_data(wire("JOI carol@example.com Carol 0"))
+    two = sb.receive_data(msg_from("bob@example.com", "Bob", build_text("meet carol")))
+    assert [e.others for e in two if isinstance(e, MessageReceived)] == [("carol@example.com",)]
+    three = sb.receive_data(msg_from("carol@example.com", "Carol", build_text("hi")))
+    assert [e.others for e in three if isinstance(e, MessageReceived)] == [("bob@example.com",)]
+
+
 def test_refused_answer() -> None:
     sb = Switchboard.incoming("bob@example.com", "stale", "1")
     assert sb.receive_data(wire("911 1")) == [SessionFailed(911, "911 authentication failed")]

@@ -6,6 +6,16 @@ closed after ``idle_timeout`` seconds without traffic. Sends to one contact are 
 session; if they left (BYE) they are called again, because a server ACKs and silently drops a
 message to a departed peer. For the same reason a BYE seen *before* a part's ACK means that
 part was dropped (the server handles one connection in order), and it is sent again.
+
+A switchboard is a one-to-one conversation only while nobody but the contact has joined
+it: any participant may CAL a third person in, and a MSG goes to *every* other participant.
+From the first JOI/IRO of anyone else the switchboard is "shared": it is no longer used to
+send to the contact (the next message opens a new one-to-one switchboard), its typing
+notices are dropped, and its messages carry their other participants
+(:attr:`~.sb.MessageReceived.others`) so they can be shown as said in a group. One race is
+left, and counted (:class:`JoinedWhileSending`): a part sent before the JOI reached us but
+relayed after the server let the newcomer in reaches them too; we can tell, because its ACK
+comes after the JOI (the server handles one connection in order).
 """
 
 from __future__ import annotations
@@ -68,11 +78,21 @@ class _LinkReplaced(Exception):
     contact's own invitation replaced it, or it closed before anything was sent on it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class JoinedWhileSending:
+    """``newcomer`` joined the switchboard of a one-to-one conversation with ``contact``
+    while a part of ours still waited for its ACK there: that part may have reached the
+    newcomer too (the race the module docstring describes). Counted, never shown."""
+
+    contact: str
+    newcomer: str
+
+
 SEND_ROUNDS = 5  # calls of one part to the contact (they left, or the switchboard was replaced)
 LEAVE_DRAIN_S = 1.0  # after OUT, how long to read what the server relayed before it saw it
 
 
-Emit = Callable[[MessageReceived | TypingReceived], Awaitable[None]]
+Emit = Callable[[MessageReceived | TypingReceived | JoinedWhileSending], Awaitable[None]]
 RequestSb = Callable[[], Awaitable[SwitchboardGranted]]
 _Key = tuple[str, "_SbLink", object]  # (what, the link it is awaited on, handle/trid/message id)
 
@@ -87,6 +107,7 @@ class _SbLink:
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[SessionReady | SessionFailed] = asyncio.get_running_loop().create_future()
         self.closed = False
+        self.shared = False  # someone besides the contact joined: never sent on for the contact
 
     async def open(self, host: str, port: int, timeout: float) -> None:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -180,16 +201,33 @@ class Chat:
                     link.ready.set_result(event)
             case ParticipantJoined(handle=handle):
                 self._resolve(("join", link, handle.lower()), event)
+                if handle.lower() not in (self.contact.lower(), self.me.lower()):
+                    await self._became_shared(link, handle)
             case ParticipantLeft(handle=handle) if handle.lower() == self.contact.lower():
                 self._left_during.update(k for k in self._waiters if k[0] == "msg" and k[1] is link)
             case CallFailed(trid=trid):
                 self._resolve(("cal", link, trid), event)
             case MessageAcked(message_id=mid) | MessageFailed(message_id=mid):
                 self._resolve(("msg", link, mid), event)
+            case TypingReceived() if link.shared:
+                pass  # typing in a group conversation is not typing to us
             case MessageReceived() | TypingReceived():
                 await self._emit(event)
             case _:
                 log.debug("switchboard event for %s ignored: %s", self.contact, type(event).__name__)
+
+    async def _became_shared(self, link: _SbLink, newcomer: str) -> None:
+        """``newcomer`` (not the contact) is in ``link``: it is a group conversation from now
+        on, kept only to receive on. A send on it goes on on a new switchboard (its next
+        step sees the link is no longer the primary); parts already sent wait for their ACK."""
+        was_shared, link.shared = link.shared, True
+        if link is self.primary:
+            self.primary = None
+            self.extra.append(link)
+        if not was_shared and any(key[0] == "msg" and key[1] is link for key in self._waiters):
+            log.info("%s joined the switchboard with %s while a message waited for its ACK; it may "
+                     "have reached them too", newcomer, self.contact)  # fmt: skip
+            await self._emit(JoinedWhileSending(self.contact, newcomer))
 
     def on_link_closed(self, link: _SbLink) -> None:
         """Whatever link closed (primary, replaced or extra), nothing waits on it any more."""
@@ -338,6 +376,50 @@ class Chat:
         link.sb.send_typing()
         link.flush()
         return True
+
+    async def invite(self, handle: str) -> DeliveryResult:
+        """``CAL`` ``handle`` into the one-to-one switchboard with the contact, making it a
+        group conversation (what scripted MSN users in the tests do; the gateway itself
+        never does). Later sends to the contact go on a new switchboard."""
+        async with self.lock:
+            link = self.primary
+            if link is None or not link.usable or not link.sb.has(self.contact):
+                reason = f"no conversation with {self.contact} to invite into"
+                return DeliveryResult(DeliveryStatus.ERROR, reason)
+            trid = link.sb.invite(handle)
+            keys: list[_Key] = [("join", link, handle.lower()), ("cal", link, trid)]
+            waiters = {key: self._expect(key) for key in keys}
+            link.flush()
+            try:
+                event = await self._first(waiters)
+            except SendFailed as failed:
+                return failed.result
+            except (ConnectionError, _LinkReplaced) as exc:
+                return DeliveryResult(DeliveryStatus.ERROR, str(exc) or "the conversation ended")
+            if isinstance(event, CallFailed):
+                status = DeliveryStatus.OFFLINE if event.offline else DeliveryStatus.ERROR
+                return DeliveryResult(status, event.reason, event.code)
+            return DeliveryResult(DeliveryStatus.ACKED)
+
+    async def say_in_group(self, text: str) -> DeliveryResult:
+        """Say ``text`` (one part) in the most recent group conversation this chat knows
+        (explicitly: nothing else ever sends on a shared switchboard)."""
+        async with self.lock:
+            link = next((lk for lk in reversed(self.extra) if lk.shared and lk.usable), None)
+            if link is None:
+                return DeliveryResult(DeliveryStatus.ERROR, f"no group conversation with {self.contact}")
+            key: _Key = ("msg", link, link.sb.send_message(text))
+            waiters = {key: self._expect(key)}
+            link.flush()
+            try:
+                event = await self._first(waiters)
+            except SendFailed as failed:
+                return failed.result
+            except ConnectionError as exc:
+                return DeliveryResult(DeliveryStatus.ERROR, str(exc))
+            if isinstance(event, MessageFailed):
+                return DeliveryResult(DeliveryStatus.NAK, event.reason, event.code)
+            return DeliveryResult(DeliveryStatus.ACKED)
 
     async def adopt_incoming(self, sb: Switchboard, host: str, port: int) -> None:
         """Answer an invitation (RNG) from this contact."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .chat import Chat, DeliveryResult, DeliveryStatus, SendFailed
+from .chat import Chat, DeliveryResult, DeliveryStatus, JoinedWhileSending, SendFailed
 from .errors import LoginFailure
 from .login import LoginError, LoginParams, log_in
 from .ns import NotificationConnection, NsState
@@ -52,6 +52,7 @@ __all__ = [
     "DeliveryResult",
     "DeliveryStatus",
     "Disconnected",
+    "JoinedWhileSending",
     "LoginError",
     "MsnSession",
     "Reconnected",
@@ -108,6 +109,7 @@ SessionEvent = (
     | OwnFriendlyNameChanged
     | MessageReceived
     | TypingReceived
+    | JoinedWhileSending
     | SignedOutElsewhere
     | Disconnected
     | Reconnected
@@ -405,6 +407,21 @@ class MsnSession:
         if self._ns is None or self._ns.state is not NsState.LIVE:
             return DeliveryResult(DeliveryStatus.ERROR, "not connected")
         return await self._chat(handle).send(text)
+
+    async def invite(self, handle: str, other: str) -> DeliveryResult:
+        """Call ``other`` into the conversation with ``handle`` (a group conversation from
+        then on; ``send_message`` to ``handle`` opens a new one-to-one switchboard)."""
+        chat = self._chats.get(handle.lower())
+        if chat is None:
+            return DeliveryResult(DeliveryStatus.ERROR, f"no conversation with {handle}")
+        return await chat.invite(other)
+
+    async def say_in_group(self, handle: str, text: str) -> DeliveryResult:
+        """Say ``text`` in the latest group conversation that ``handle`` is part of."""
+        chat = self._chats.get(handle.lower())
+        if chat is None:
+            return DeliveryResult(DeliveryStatus.ERROR, f"no conversation with {handle}")
+        return await chat.say_in_group(text)
 
     def send_typing(self, handle: str) -> None:
         """Typing notice, only on an open session with ``handle`` (none is opened for it)."""

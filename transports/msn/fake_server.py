@@ -2,7 +2,9 @@
 
 It speaks MSNP12 the way ``docs``/msnp.md describes a real community server: TWN login
 through an HTTP nexus, SYN with LSG/LST/BPR, presence to watchers allowed by AL/BLP and not
-BL, UUX→UBX, ADC/REM with the reverse-list notices, switchboards with RNG/ANS/IRO/JOI/BYE,
+BL, UUX→UBX, ADC/REM with the reverse-list notices (a reverse add stays on PL until the
+user's ``REM PL``, live or not), multi-party switchboards (any participant may CAL a third
+one in; JOI to all, one IRO per participant, MSG to every other) with RNG/ANS/IRO/JOI/BYE,
 ACK-then-drop for a MSG to a departed peer, connection closed for a MSG payload over 1664
 bytes, ``OUT OTH`` to an older session.
 
@@ -247,11 +249,12 @@ class FakeMsnServer:
     def added_to_forward_list(self, user: FakeUser, other: FakeUser) -> None:
         other_ns = self.ns_of(other.handle)
         back = other.entry(user.handle)
+        if not back.mask & ListBit.RL:
+            # Pending (PL, RL hidden) until they answer with REM PL, whether they are told
+            # now or not: real servers list a live add as pending at every later login too.
+            back.mask |= ListBit.PL
         if other_ns is not None:
-            back.mask |= ListBit.RL
             other_ns.send("ADC", 0, "RL", f"N={user.handle}", f"F={url_encode(user.friendly_name)}")
-        elif not back.mask & ListBit.RL:
-            back.mask |= ListBit.PL  # they will see us as pending at their next login
         mine = self.ns_of(user.handle)
         if mine is not None and mine.first_chg_done:
             self.show_presence(mine, other)

@@ -55,6 +55,15 @@ def asks_to_subscribe(mask: int) -> bool:
     return bool(mask & _PL)
 
 
+def live_reverse_add(mask: int) -> int:
+    """The mask after a live ``ADC 0 RL``: the server keeps the contact on PL (and lists
+    them so at every later login) until the subscriber answers, so accepting must be
+    ``ADC AL`` *and* ``REM PL``. Recording RL alone made the REM look like a no-op."""
+    if mask & _RL and not mask & _PL:
+        mask = (mask & ~_RL) | _PL
+    return mask
+
+
 def reverse_add_asks(mask: int) -> bool:
     """A live ``ADC 0 RL``: ask the subscriber unless they already decided (AL or BL)."""
     return not mask & (ListBit.AL | ListBit.BL)
@@ -114,6 +123,20 @@ def mask_after(mask: int, ops: tuple[ListOp, ...]) -> int:
 def answer_subscribe_at_once(mask: int) -> bool:
     """``subscribe`` to a contact already on FL is answered ``subscribed`` without a command."""
     return bool(mask & ListBit.FL)
+
+
+# -- group conversations --------------------------------------------------------------------
+
+
+def group_marked(text: str, others: tuple[str, ...]) -> str:
+    """A line said in a multi-party switchboard, as the subscriber sees it (in XMPP and in
+    an SMS forward): ``[with carol] text``, naming the other participants by the part of
+    their address before ``@``. Until the gateway has group conversations this keeps such a
+    line from passing for a one-to-one message from its writer."""
+    if not others:
+        return text
+    names = ", ".join(handle.split("@", 1)[0] for handle in others)
+    return f"[with {names}] {text}"
 
 
 # -- presence -----------------------------------------------------------------------------

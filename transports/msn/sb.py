@@ -62,10 +62,14 @@ class ParticipantLeft:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
+    """A text message. ``others`` are the participants besides the sender and us when it
+    arrived (lower-cased handles): not empty, it was said in a group conversation."""
+
     sender: str
     sender_name: str
     text: str
     im_format: str | None = None
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +301,8 @@ class Switchboard:
         sender, name = cmd.arg(0), url_decode(cmd.arg(1, cmd.arg(0)))
         parsed = parse_message(cmd.payload or b"")
         if isinstance(parsed, TextPayload):
-            return MessageReceived(sender, name, parsed.text, parsed.im_format)
+            others = tuple(sorted(p for p in self._participants if p != sender.lower()))
+            return MessageReceived(sender, name, parsed.text, parsed.im_format, others)
         if isinstance(parsed, TypingPayload):
             return TypingReceived(parsed.handle or sender)
         return PayloadIgnored(sender, parsed.content_type)

@@ -96,7 +96,13 @@ class MsnTransport:
         self.sink: EventSink | None = None
         self.logins: dict[int, _Login] = {}
         self.send_errors: dict[int, int] = {}  # outbox item id -> failed sends so far
-        self.counters = {"messages_out": 0, "messages_in": 0, "offline_refusals": 0, "logins_failed": 0}
+        self.counters = {
+            "messages_out": 0,
+            "messages_in": 0,
+            "offline_refusals": 0,
+            "logins_failed": 0,
+            "group_join_races": 0,  # a 1:1 message that may have reached someone who just joined
+        }
 
     # -- lifecycle and addressing -----------------------------------------------------------
 
@@ -259,12 +265,15 @@ class MsnTransport:
                     await self._contact_presence(login, handle)
             case nse.ListChanged():
                 await self._list_changed(login, event)
-            case MessageReceived(sender=sender, text=text):
+            case MessageReceived(sender=sender, text=text, others=others):
                 self.counters["messages_in"] += 1
                 key = f"msn:{uuid.uuid4().hex}"  # MSNP has no message ids
+                body = mapping.group_marked(text, others)  # said in a group: never passed off as 1:1
                 await self._store_message(
-                    login, ev.LegacyMessageReceived(self.network, sid, sender.lower(), text, key)
+                    login, ev.LegacyMessageReceived(self.network, sid, sender.lower(), body, key)
                 )
+            case msn.JoinedWhileSending():
+                self.counters["group_join_races"] += 1
             case TypingReceived(handle=handle):
                 await self._emit(ev.ChatStateReceived(self.network, sid, handle.lower(), "composing"))
             case nse.SignedOutElsewhere():
@@ -347,6 +356,8 @@ class MsnTransport:
     async def _list_changed(self, login: _Login, event: nse.ListChanged) -> None:
         handle = event.handle.lower()
         mask = mapping.mask_after(int(event.lists), (mapping.ListOp(event.added, event.lst),))
+        if event.trid is None and event.lst is ListBit.RL and event.added:
+            mask = mapping.live_reverse_add(mask)
         login.masks[handle] = mask
         if event.friendly_name:
             login.names.setdefault(handle, event.friendly_name)
