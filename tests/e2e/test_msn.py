@@ -395,6 +395,34 @@ async def test_accepting_a_live_add_is_final_and_not_asked_again_at_the_next_log
     assert asked == {ERIN}  # erin still waits for an answer; ivan was answered
 
 
+async def test_a_live_add_from_someone_already_allowed_is_answered_by_itself(
+    gateway: Gateway,
+    alice: tuple[ScriptedUser, History],
+    msn_server: FakeMsnServer,
+    buddies: dict[str, Buddy],
+) -> None:
+    """Someone alice already allowed (AL) removes her and adds her again while she is
+    online: she decided already, so nobody asks her, and the gateway sends REM PL itself,
+    or the server would list them as pending (and the gateway ask) at every later login."""
+    user, history = alice
+    ivan = await log_in(msn_server, buddies, "ivan")
+    await sign_in(user, history, ROSTER)
+    record = msn_server.directory.get(ALICE)
+    assert record is not None
+    await ivan.session.add_to_list(ListBit.FL, ALICE, "Ivan")
+    await history.presence(jid_of("ivan@escargot.test"), type="subscribe")
+    user.send_presence(pto=jid_of("ivan@escargot.test"), ptype="subscribed")
+    await until(lambda: record.mask_for("ivan@escargot.test") == ListBit.AL | ListBit.RL)
+    await ivan.session.remove_from_list(ListBit.FL, ALICE)
+    await until(lambda: record.mask_for("ivan@escargot.test") == ListBit.AL)
+    mark = history.mark()
+    await ivan.session.add_to_list(ListBit.FL, ALICE, "Ivan")
+    await until(lambda: record.mask_for("ivan@escargot.test") == ListBit.AL | ListBit.RL)
+    await asyncio.sleep(0.3)  # a question to alice would have been sent with the same change
+    asked = [s for s in history.stanzas[mark:] if s["type"] == "subscribe"]
+    assert asked == []
+
+
 async def test_blocking_a_buddy_from_xmpp(
     gateway: Gateway,
     alice: tuple[ScriptedUser, History],

@@ -363,12 +363,22 @@ class MsnTransport:
             login.names.setdefault(handle, event.friendly_name)
         if event.trid is not None:
             return  # the echo of our own command: contact_subscription updates the roster
-        if event.lst is ListBit.RL and event.added and mapping.reverse_add_asks(mask):
-            await self._ask(login, handle)
-            return
+        if event.lst is ListBit.RL and event.added:
+            if mapping.reverse_add_asks(mask):
+                await self._ask(login, handle)
+                return
+            # the subscriber decided already (AL or BL): answer for them, or the server keeps
+            # the contact on PL and the gateway would ask at every later login
+            self._spawn(login, self._leave_pending(login, handle))
         if event.lst is ListBit.RL and not event.added and not mask & ListBit.FL:
             await self._contact_presence(login, handle, OFFLINE)  # they were only watching us
         await self._emit_list(login)
+
+    async def _leave_pending(self, login: _Login, handle: str) -> None:
+        try:
+            await login.session.remove_from_list(ListBit.PL, handle)
+        except (msn.CommandError, ConnectionError, TimeoutError) as exc:
+            log.info("%s stays pending on the MSN list of %s (%s)", handle, login.handle, exc)
 
     async def _settle(self, login: _Login) -> None:
         await asyncio.sleep(RESYNC_SETTLE_S)
