@@ -570,7 +570,9 @@ class GatewayComponent(ComponentXMPP):
         for stanza in stanzas:
             stanza.send()
         try:  # send_ping, not ping(): ping() reads the deprecated ``server`` property (a warning each time)
-            await self.plugin["xep_0199"].send_ping(JID(self.boundjid.domain.split(".", 1)[-1]), timeout=10)
+            # from= too: ejabberd closes the stream of a component stanza without one
+            server = JID(self.boundjid.domain.split(".", 1)[-1])
+            await self.plugin["xep_0199"].send_ping(server, ifrom=self.boundjid, timeout=10)
         except IqError:
             pass  # an error answer (a server without XEP-0199) still proves it read what came before
         except Exception as exc:  # IqTimeout, disconnection

@@ -19,6 +19,7 @@ import pytest
 from gateway.addressing import BareJid
 from gateway.app import Gateway
 from gateway.config import parse
+from gateway.devtools.ejabberd import XmppServer
 from gateway.devtools.prosody import Prosody
 from gateway.storage import Cipher, Store, create_key_file
 from tests.conftest import DOMAIN, SECRET
@@ -71,7 +72,7 @@ def users() -> list[dict[str, Any]]:
 
 @dataclass
 class World:
-    prosody: Prosody
+    prosody: XmppServer
     smsc: FakeSmsc
     msn: FakeMsnServer
     gateway: Gateway
@@ -93,7 +94,7 @@ class World:
 
 
 async def start_world(
-    prosody: Prosody,
+    prosody: XmppServer,
     tmp_path: Path,
     *,
     msn_users: list[dict[str, Any]] | None = None,

@@ -23,6 +23,7 @@ from slixmpp.stanza import Message
 from slixmpp.xmlstream import ET
 
 from gateway.addressing import BareJid
+from gateway.devtools.ejabberd import XmppServer
 from gateway.devtools.prosody import ComponentSpec, Prosody
 from tests.conftest import DOMAIN, SECRET
 from tests.e2e.msn_fixtures import Buddy, History, jid_of, until
@@ -80,7 +81,7 @@ async def away(away_prosody: Prosody, tmp_path: Path) -> AsyncIterator[World]:
 
 @contextlib.asynccontextmanager
 async def client(
-    world: World, prosody: Prosody, resource: str, *, off_gateway: bool = False
+    world: World, prosody: XmppServer, resource: str, *, off_gateway: bool = False
 ) -> AsyncIterator[tuple[ScriptedUser, History]]:
     """alice on an XMPP client. Its presence reaches the gateway (XEP-0356 presence
     privilege), so she is back unless ``off_gateway``: then, with carbons enabled, it logs

@@ -17,6 +17,7 @@ from slixmpp.xmlstream import ET
 
 from gateway.app import Gateway
 from gateway.config import Config, parse
+from gateway.devtools.ejabberd import XmppServer
 from gateway.devtools.prosody import Prosody
 from gateway.storage import create_key_file
 from tests.conftest import DOMAIN, SECRET
@@ -33,7 +34,7 @@ ALICE_NUMBER = "+33612345678"
 BOB_NUMBER = "+33698765432"
 
 
-def sms_config(tmp_path: Path, prosody: Prosody, smsc: FakeSmsc, **limits: int) -> Config:
+def sms_config(tmp_path: Path, prosody: XmppServer, smsc: FakeSmsc, **limits: int) -> Config:
     return parse(
         {
             "xmpp": {"port": prosody.component_port, "user_domains": [DOMAIN]},
@@ -53,7 +54,7 @@ def sms_config(tmp_path: Path, prosody: Prosody, smsc: FakeSmsc, **limits: int) 
 
 @dataclass
 class World:
-    prosody: Prosody
+    prosody: XmppServer
     smsc: FakeSmsc
     config: Config
     gateway: Gateway
