@@ -73,12 +73,12 @@ def ejabberd_snippet(components: Sequence[ComponentSpec], port: int = 5347, ip: 
         acls, "messages", [c.jid for c in components if c.privileged and c.message == "outgoing"]
     )
     acl = "acl:\n" + "".join(
-        f"  {name}:\n    server:\n" + "".join(f"      - {jid}\n" for jid in jids) for name, jids in acls.items()
+        f"  {name}:\n    server:\n" + "".join(f"      - {jid}\n" for jid in jids)
+        for name, jids in acls.items()
     )
     rules = "access_rules:\n" + "".join(f"  {name}:\n    allow: {name}\n" for name in acls)
-    grants = (f"    roster:\n      both: {roster}\n    presence:\n      roster: {roster}\n" if roster else "") + (
-        f"    message:\n      outgoing: {message}\n" if message else ""
-    )
+    grants = f"    roster:\n      both: {roster}\n    presence:\n      roster: {roster}\n" if roster else ""
+    grants += f"    message:\n      outgoing: {message}\n" if message else ""
     return (
         f'listen:\n  - port: {port}\n    ip: "{ip}"\n    module: ejabberd_service\n'
         f"    global_routes: false\n    hosts:\n{hosts}{acl}"

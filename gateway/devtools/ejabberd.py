@@ -108,7 +108,9 @@ include_config_file: {self.snippet_path}
     def start(self, timeout: float = 30.0) -> None:
         libs = ejabberd_libs()
         if libs is None:
-            raise EjabberdError("ejabberd is not installed (apt-get install --no-install-recommends ejabberd)")
+            raise EjabberdError(
+                "ejabberd is not installed (apt-get install --no-install-recommends ejabberd)"
+            )
         if not self.config_path.exists():
             self.write_config()
         self.log_path.unlink(missing_ok=True)
@@ -135,7 +137,11 @@ include_config_file: {self.snippet_path}
             if self.process.poll() is not None or "[critical]" in log:
                 self.stop()
                 raise EjabberdError(f"ejabberd did not start:\n{log}")
-            if " is started in the node " in log and _accepts(self.c2s_port) and _accepts(self.component_port):
+            if (
+                " is started in the node " in log
+                and _accepts(self.c2s_port)
+                and _accepts(self.component_port)
+            ):
                 return
             time.sleep(0.05)
         self.stop()

@@ -554,7 +554,8 @@ class GatewayComponent(ComponentXMPP):
         if not self.online.is_set() or not self.grants.can_send_as_user(user.domain):
             return False
         carbon = privilege.sent_carbon(str(user), self.contact_jid(contact), xml_text(body), msg_id)
-        Message(self, xml=privilege.forwarded_message(user.domain, self.boundjid.bare, carbon)).send()
+        ns = self.grants.namespace.get(user.domain, privilege.NS_PRIVILEGE[0])
+        Message(self, xml=privilege.forwarded_message(user.domain, self.boundjid.bare, carbon, ns)).send()
         return True
 
     async def handover(self, stanzas: list[Message]) -> bool:

@@ -77,17 +77,21 @@ def roster_query(entries: Iterable[RosterEntry], domain: str, remove: Iterable[s
     return query
 
 
-def forwarded_message(server: str, component: str, inner: ET.Element) -> ET.Element:
+def forwarded_message(
+    server: str, component: str, inner: ET.Element, ns: str = NS_PRIVILEGE[0]
+) -> ET.Element:
     """Wrap ``inner`` (a ``jabber:client`` message from a user's bare JID) for the server to
     route as if that user sent it (XEP-0356 message permission ``outgoing``).
 
     Prosody's mod_privilege takes the privileged message at the server's own address
     (``to=server``), accepts only a ``<forwarded/>`` child holding a ``jabber:client``
     message whose ``from`` is a bare JID of one of its hosts, and posts that message as
-    if the user's client had sent it.
+    if the user's client had sent it. ``ns`` is the namespace the server granted in
+    (:attr:`Grants.namespace`): ejabberd before 23.10 ignores a ``urn:xmpp:privilege:2``
+    wrapper and takes only ``urn:xmpp:privilege:1``.
     """
     outer = ET.Element("{jabber:component:accept}message", {"to": server, "from": component})
-    privilege = ET.SubElement(outer, f"{{{NS_PRIVILEGE[0]}}}privilege")
+    privilege = ET.SubElement(outer, f"{{{ns}}}privilege")
     forwarded = ET.SubElement(privilege, f"{{{NS_FORWARD}}}forwarded")
     forwarded.append(inner)
     return outer

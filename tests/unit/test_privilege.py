@@ -13,10 +13,10 @@ SENT = "{urn:xmpp:carbons:2}sent/{urn:xmpp:forward:0}forwarded/{jabber:client}me
 BOB = "bob\\40escargot.test@msn.example.test"
 
 
-def grant(message: str) -> privilege.Grants:
+def grant(message: str, ns: str = "urn:xmpp:privilege:2") -> privilege.Grants:
     grants = privilege.Grants()
     advert = ET.fromstring(
-        "<privilege xmlns='urn:xmpp:privilege:2'>"
+        f"<privilege xmlns='{ns}'>"
         f"<perm access='roster' type='both'/><perm access='message' type='{message}'/></privilege>"
     )
     grants.update("example.test", advert)
@@ -101,3 +101,19 @@ async def test_a_carbon_is_sent_only_with_the_message_privilege_and_a_connection
     )
     assert inner is not None
     assert inner.get("to") == BOB and inner.findtext(f"{CLIENT}body") == "hi <3"
+
+
+async def test_a_carbon_is_wrapped_in_the_namespace_the_server_granted_in() -> None:
+    """ejabberd 23.01 grants in ``urn:xmpp:privilege:1`` and ignores a ``:2`` wrapper."""
+    comp = component()
+    sent: list[ET.Element] = []
+    comp.send = lambda stanza, *a, **k: sent.append(stanza.xml)  # type: ignore[method-assign]
+    comp.online.set()
+    comp.grants = grant("outgoing", "urn:xmpp:privilege:1")
+    assert not comp.grants.can_set_roster("example.test")  # roster set through :1 fails
+    assert comp.send_carbon(BareJid.parse("alice@example.test"), "bob\\40escargot.test", "hi", "k")
+    [outer] = sent
+    assert outer.find("{urn:xmpp:privilege:2}privilege") is None
+    path = f"{{urn:xmpp:privilege:1}}privilege/{{urn:xmpp:forward:0}}forwarded/{CLIENT}message/{SENT}"
+    inner = outer.find(path)
+    assert inner is not None and inner.findtext(f"{CLIENT}body") == "hi"
