@@ -14,13 +14,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Prosody (and mod_privilege from prosody-modules) for the end-to-end tests and the demo.
+# Prosody (and mod_privilege from prosody-modules) for the end-to-end tests and the demo;
+# ejabberd (and the Erlang it pulls) for tests/e2e/test_ejabberd.py. The tests start their own
+# instances on free ports: a packaged service started by apt (where systemd runs) is not used.
 system-deps:
-	@if ! command -v prosody >/dev/null 2>&1 || [ ! -e /usr/lib/prosody/modules/mod_privilege/mod_privilege.lua ]; then \
-		echo "installing prosody and prosody-modules with apt-get"; \
+	@if ! command -v prosody >/dev/null 2>&1 || [ ! -e /usr/lib/prosody/modules/mod_privilege/mod_privilege.lua ] \
+		|| ! ls /usr/lib/*/ejabberd-*/ebin/ejabberd.app >/dev/null 2>&1; then \
+		echo "installing prosody, prosody-modules and ejabberd with apt-get"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prosody prosody-modules lua-unbound >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prosody prosody-modules lua-unbound ejabberd >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -25,7 +25,14 @@ from gateway import config as config_mod
 from gateway import preflight
 from gateway.addressing import E164, AddressError, BareJid, MsnHandle
 from gateway.config import Config, ConfigError
-from gateway.deploy import PROSODY_GLOBAL_MODULE, ComponentSpec, ejabberd_snippet, prosody_components
+from gateway.deploy import (
+    EJABBERD_INCLUDE,
+    EJABBERD_TESTED,
+    PROSODY_GLOBAL_MODULE,
+    ComponentSpec,
+    ejabberd_snippet,
+    prosody_components,
+)
 from gateway.logs import setup_logging
 from gateway.storage import Contact, KeyError_, StorageError, Store, Subscriber, create_key_file
 from gateway.storage.migrations import LATEST
@@ -233,7 +240,10 @@ def _print_server_snippets(domain: str, jids: dict[str, str]) -> None:
         "prosody-modules package) to the global modules_enabled, and (the secrets are in the config):\n"
     )
     click.echo(prosody_components(domain, components))
-    click.echo("ejabberd (untested: the tests run Prosody only), in ejabberd.yml:\n")
+    click.echo(
+        f"ejabberd (the tests run {EJABBERD_TESTED}): save this as {EJABBERD_INCLUDE} and add "
+        f"`include_config_file: {EJABBERD_INCLUDE}` to ejabberd.yml:\n"
+    )
     click.echo(ejabberd_snippet(components))
 
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from gateway.cli import main
 from gateway.deploy import ComponentSpec, ejabberd_snippet, prosody_components
+from gateway.devtools.ejabberd import Ejabberd
 from gateway.devtools.prosody import Prosody
 from gateway.storage import Cipher, Store, create_key_file
 from gateway.storage.migrations import LATEST
@@ -96,7 +97,25 @@ def test_init_prints_the_prosody_privileges_the_tests_run_with(tmp_path: Path) -
     written = test_server.config_path.read_text()
     assert snippet in written
     assert re.search(r'(?m)^modules_enabled = \{[^}]*"privilege"', written)  # the global one
-    assert "ejabberd (untested: the tests run Prosody only)" in result.stdout
+
+
+def test_init_prints_the_ejabberd_file_the_tests_run_with(tmp_path: Path) -> None:
+    result = cli(tmp_path / "p.toml", "init", "--domain", "example.test")
+    assert result.exit_code == 0, result.output
+    assert "ejabberd (the tests run 23.01): save this as /etc/ejabberd/passerelle.yml" in result.stdout
+    assert "`include_config_file: /etc/ejabberd/passerelle.yml` to ejabberd.yml" in result.stdout
+    printed = result.stdout[result.stdout.index("\nlisten:\n") + 1 :].rstrip("\n") + "\n"
+    test_server = Ejabberd(
+        tmp_path / "ejabberd",
+        "example.test",
+        [ComponentSpec(f"{net}.example.test", f"<[{net}] secret>") for net in ("sms", "msn")],
+        component_port=5347,  # init's default; the tests' ejabberd takes a free port
+    )
+    test_server.write_config()
+    assert test_server.snippet_path.read_text() == printed
+    assert f"include_config_file: {test_server.snippet_path}\n" in test_server.config_path.read_text()
+    for pitfall in ("global_routes: false", "s2s_access: passerelle_s2s", "mod_privilege:"):
+        assert pitfall in printed
 
 
 def test_readme_shows_the_generated_snippets() -> None:
