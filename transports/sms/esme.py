@@ -145,6 +145,7 @@ class Esme:
         self._sequence = 0
         self._rate_lock = asyncio.Lock()
         self._next_slot = 0.0
+        self._failure = ""  # why the last bind attempt failed, for the retry's log line
 
     # ----------------------------------------------------------- public surface
 
@@ -229,6 +230,7 @@ class Esme:
     async def _run(self) -> None:
         attempt = 0
         while not self._closing:
+            self._failure = ""
             try:
                 was_bound = await self._connect_and_serve()
             except Exception as exc:  # a bug here must not end the link for good
@@ -239,7 +241,10 @@ class Esme:
                 break
             attempt = 0 if was_bound else attempt + 1
             delay = self._backoff_delay(attempt)
-            log.info("reconnecting to %s:%d in %.1fs", self.config.host, self.config.port, delay)
+            if self._failure:  # the one line an operator gets per failed (re)bind
+                log.warning("SMSC bind failed: %s; retrying in %.1fs", self._failure, delay)
+            else:
+                log.info("reconnecting to %s:%d in %.1fs", self.config.host, self.config.port, delay)
             await self._sleep(delay)
 
     def _backoff_delay(self, attempt: int) -> float:
@@ -297,8 +302,7 @@ class Esme:
         if isinstance(resp, BindResp | GenericNack) and resp.status != Status.ESME_ROK:
             hint = BIND_HINTS.get(resp.status)
             reason = f"bind refused: {status_name(resp.status)}" + (f", {hint}" if hint else "")
-            log.warning("%s (system_id %r)", reason, c.system_id)
-            self._report(BindFailed(reason, resp.status))
+            self._report(BindFailed(f"{reason} (system_id {c.system_id!r})", resp.status))
             return False
         smsc = resp.system_id if isinstance(resp, BindResp) else ""
         log.info("bound to SMSC %r at %s:%d as %r", smsc, c.host, c.port, c.system_id)
@@ -431,6 +435,8 @@ class Esme:
         task.add_done_callback(self._workers.discard)
 
     def _report(self, event: LinkEvent) -> None:
+        if isinstance(event, BindFailed):
+            self._failure = event.reason
         if self._on_link is not None:
             try:
                 self._on_link(event)

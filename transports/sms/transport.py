@@ -168,8 +168,8 @@ class SmsTransport:
                 self.link = "unbound"
                 log.log(logging.INFO if self._stopping else logging.WARNING, "SMSC link down: %s", reason)
             case BindFailed(reason=reason):
-                self.link = "bind failed"
-                log.error("SMSC bind failed: %s", reason)
+                self.link = "bind failed"  # the ESME logs it once, with the next retry
+                log.debug("SMSC bind failed: %s", reason)
 
     def status(self) -> dict[str, Any]:
         return {
