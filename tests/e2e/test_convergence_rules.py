@@ -265,3 +265,17 @@ async def test_stop_and_start_are_confirmed_over_the_sms_limit(prosody: Prosody,
         assert await answer_to(world, "START") == "Forwarding resumed. Text STOP to stop."
     finally:
         await stop_world(world)
+
+
+async def test_a_command_texted_twice_is_answered_twice_and_a_redelivery_once(world: World) -> None:
+    """/who texted twice gets two answers (the second used to be dropped as a redelivery);
+    the SMSC sending the PDU again (its timer ran out before it read our answer) gets one."""
+    assert await answer_to(world, "/who") == "No buddy is online right now."
+    assert await answer_to(world, "/who") == "No buddy is online right now."
+    sent = len(world.smsc.submits)
+    world.smsc.withhold_responses(1)
+    assert await world.smsc.inject_mo(ALICE_NUMBER, "2020", "/who", redeliver=True) == [0]
+    assert len(world.smsc.redeliveries) == 1
+    await world.smsc.wait_until(lambda: bool(whole_sms(world, sent)), 15)
+    await asyncio.sleep(1.5)  # time for a second answer, were one coming
+    assert world.texts_to(ALICE_NUMBER, sent) == ["No buddy is online right now."]

@@ -111,6 +111,8 @@ async def test_the_same_text_twice_at_once_is_two_messages(gw: Gateway) -> None:
         assert await gw.smsc.inject_mo(SAM, ALICE, "ok", redeliver=True) == [Status.ESME_ROK]
         assert await gw.smsc.inject_mo(SAM, "2020", "/who", redeliver=True) == [Status.ESME_ROK]
     assert gw.sink.texts() == ["ok", "/who", "ok", "/who"]
+    keys = {getattr(e, "dedup_key", "") for e in gw.sink.taken}
+    assert len(keys) == 4, "the bridge keeps one message per key: each needs its own"
     assert gw.smsc.redeliveries == []
     assert gw.transport is not None and gw.transport.counters["mo_duplicates"] == 0
 

@@ -152,6 +152,7 @@ class SmsTransport:
         self._early: dict[str, Receipt] = {}
         self._stopping = False
         self._retrying: dict[str, float] = {}  # MO de-dup key -> first arrival, hand-over failed
+        self._last_take = 0.0  # when the last MO message was taken (its event key's stamp)
         self._sightings: dict[str, Sighting] = {}  # MO de-dup key -> the latest copy taken, oldest first
         # parts the SMSC accepted not yet recorded, or with an early receipt not yet applied
         self._unrecorded: dict[tuple[str, int], tuple[SentPart, float]] = {}
@@ -559,7 +560,8 @@ class SmsTransport:
         message was lost.) A crash between the message and the marker makes the redelivery
         a second copy instead, a PDU in flight at the crash. While handing a message over
         fails, its redeliveries reuse the event key of the first try, so a hand-over that
-        was partly stored is not stored twice.
+        was partly stored is not stored twice; two messages with the same text get two keys
+        (the bridge stores one message per key).
         """
         assert self.sink is not None
         arrival = CURRENT_ARRIVAL.get()
@@ -568,11 +570,11 @@ class SmsTransport:
             if await self._redelivered(key, now, arrival):
                 await self._sighted(key, now, arrival)  # this copy's answer is the one that counts now
                 return False
-            first = now
+            first = self._last_take = max(now, self._last_take + 1e-6)  # unique per message
         self._retrying[key] = first
         while len(self._retrying) > RETRYING_KEPT:  # the oldest then gets a new key: at worst a copy
             del self._retrying[next(iter(self._retrying))]
-        await self.sink(event(f"{key}:{first:.0f}"))
+        await self.sink(event(f"{key}:{first:.6f}"))
         self._retrying.pop(key, None)
         await self._sighted(key, now, arrival)
         return True
