@@ -303,9 +303,10 @@ class SmsTables:
             (key, at),
         )
 
-    async def forget_seen(self, keys: list[str]) -> None:
-        """Forget sightings whose answer the SMSC confirmed: nothing will redeliver them."""
-        statements = [("DELETE FROM seen WHERE dedup_key = ?", (key,)) for key in keys]
+    async def forget_seen(self, sightings: list[tuple[str, float]]) -> None:
+        """Forget sightings (key, time recorded) whose answer the SMSC confirmed: nothing
+        will redeliver them. One recorded again since (another time) stays."""
+        statements = [("DELETE FROM seen WHERE dedup_key = ? AND at = ?", (key, at)) for key, at in sightings]
         await self._w.write_group(statements, savepoint=False)
 
 

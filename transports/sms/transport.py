@@ -594,9 +594,8 @@ class SmsTransport:
 
     async def _sighted(self, key: str, now: float, arrival: Arrival | None) -> None:
         """Remember the message ``key`` taken now (in memory, and in ``seen`` for a restart)."""
-        sighting = self._sightings.pop(key, None) or Sighting(now, arrival)
-        sighting.at, sighting.arrival = now, arrival
-        self._sightings[key] = sighting
+        self._sightings.pop(key, None)  # re-inserted last: the dict stays oldest first
+        self._sightings[key] = sighting = Sighting(now, arrival)
         while len(self._sightings) > SIGHTINGS_KEPT:  # then the database's sighting decides
             del self._sightings[next(iter(self._sightings))]
         try:
@@ -616,7 +615,7 @@ class SmsTransport:
             elif sighting.stored and sighting.arrival is not None and sighting.arrival.confirmed_in_time:
                 done[key] = sighting
         if done:
-            await self.store.sms.forget_seen(list(done))
+            await self.store.sms.forget_seen([(key, sighting.at) for key, sighting in done.items()])
             for sighting in done.values():
                 sighting.stored = False
 
