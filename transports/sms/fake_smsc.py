@@ -300,7 +300,7 @@ class FakeSmsc:
         ``redeliver``: see :meth:`deliver`."""
         self._mo_ref = (self._mo_ref + 1) % 256
         statuses = [
-            await self.deliver(pdu, timeout, redeliver=redeliver)
+            await (self.deliver(pdu, timeout, redeliver=True) if redeliver else self.deliver(pdu, timeout))
             for pdu in mo_pdus(source, dest, text, coding=coding, split=split, ref=self._mo_ref)
         ]
         self.mo_statuses.extend(statuses)
