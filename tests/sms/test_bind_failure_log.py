@@ -16,7 +16,13 @@ from transports.sms.transport import SmsTransport
 
 
 def _failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if "bind" in r.getMessage().lower() and r.levelno >= logging.INFO]
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("transports.sms")
+        and "bind" in r.getMessage().lower()
+        and r.levelno >= logging.INFO
+    ]
 
 
 async def test_each_failed_bind_is_one_warning_with_reason_and_retry(
