@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import shutil
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -103,9 +107,18 @@ async def component_at() -> AsyncIterator[object]:
 
     def make(port: int, secret: str = SECRET) -> GatewayComponent:
         component = GatewayComponent(
-            network="sms", jid=JID, secret=secret, host="127.0.0.1", port=port,
-            handler=Handler(), name="test", features=frozenset(), fields=(), instructions="", prompt="",
-        )  # type: ignore[arg-type]  # fmt: skip
+            network="sms",
+            jid=JID,
+            secret=secret,
+            host="127.0.0.1",
+            port=port,
+            handler=Handler(),  # type: ignore[arg-type]  # the link's part of the bridge only
+            name="test",
+            features=frozenset(),
+            fields=(),
+            instructions="",
+            prompt="",
+        )
         made.append(component)
         component.connect()
         return component
@@ -199,3 +212,99 @@ async def test_a_hand_over_ends_when_its_stream_does_not_after_the_ping_timeout(
         assert time.monotonic() - started < 3.0
         said = lines(component_log)
         assert any(f"WARNING component {JID} lost its connection" in line for line in said), said
+
+
+# -- `passerelle run` as an operator starts it ---------------------------------------------
+
+
+async def run_gateway(tmp_path: Path, port: int, secret: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``passerelle run`` (default log level) with its SMS component pointed at ``port``."""
+    from tests.e2e.test_run_command import PASSERELLE, write_config
+    from transports.sms.fake_smsc import FakeSmsc
+
+    smsc = FakeSmsc(system_id="gw", password="smscpw")
+    await smsc.start()
+    server = Prosody(tmp_path / "unused", DOMAIN, [])
+    server.component_port = port
+    cfg = write_config(tmp_path, server, smsc)
+    env = {**os.environ, "PASSERELLE_SMS_SECRET": secret, "PASSERELLE_SMS_SMSC_PASSWORD": "smscpw"}
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*PASSERELLE, "-c", str(cfg), "run"], env=env, stderr=log, stdout=log)
+    proc.smsc = smsc  # type: ignore[attr-defined]  # stopped by stop_gateway
+    return proc, log_path
+
+
+async def stop_gateway(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await proc.smsc.stop()  # type: ignore[attr-defined]
+
+
+def link_lines(log_path: Path) -> list[str]:
+    """The log lines about the component's link (the logger is in each human-format line)."""
+    return [
+        line.split(" ", 2)[2]
+        for line in log_path.read_text().splitlines()
+        if " gateway.xmpp.component: " in line or " slixmpp." in line
+    ]
+
+
+async def until_lines(log_path: Path, n: int, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while len(link_lines(log_path)) < n:
+            await asyncio.sleep(0.1)
+
+
+async def test_run_says_once_that_the_xmpp_server_is_unreachable_then_that_it_connected(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("prosody") is None:
+        pytest.fail("prosody is not installed: run `make test`, which installs it")
+    server = Prosody(tmp_path / "prosody", DOMAIN, [ComponentSpec(JID, SECRET)])  # not started yet
+    proc, log_path = await run_gateway(tmp_path, server.component_port, SECRET)
+    try:
+        await until_lines(log_path, 1)
+        await asyncio.sleep(4.0)  # attempts go on failing: nothing more is said
+        said = link_lines(log_path)
+        assert len(said) == 1, said
+        assert said[0].startswith(
+            f"WARNING gateway.xmpp.component: component {JID} cannot reach the XMPP server at "
+            f"127.0.0.1:{server.component_port}: Connection refused; retrying in "
+        ), said
+        server.start()
+        try:
+            await until_lines(log_path, 2)
+            said = link_lines(log_path)
+            assert said[1] == (
+                f"INFO gateway.xmpp.component: component {JID} connected to the XMPP server at "
+                f"127.0.0.1:{server.component_port}"
+            ), said
+        finally:
+            server.stop()
+    finally:
+        await stop_gateway(proc)
+
+
+async def test_run_says_once_that_the_server_refused_the_component_secret(
+    prosody: Prosody, tmp_path: Path
+) -> None:
+    wrong = "not-the-prosody-secret"
+    proc, log_path = await run_gateway(tmp_path, prosody.component_port, wrong)
+    try:
+        await until_lines(log_path, 1)
+        await asyncio.sleep(4.0)
+    finally:
+        await stop_gateway(proc)
+    said = link_lines(log_path)
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"ERROR gateway.xmpp.component: the XMPP server at 127.0.0.1:{prosody.component_port} refused "
+        f"the secret of component {JID} (stream error not-authorized): check that the component_secret"
+    ), said
+    assert wrong not in log_path.read_text() and "Traceback" not in log_path.read_text()
