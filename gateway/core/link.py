@@ -16,6 +16,7 @@ from typing import Literal
 FIRST_S = 1.0  # the pause after a first failed attempt (half of it random)
 CAP_S = 30.0  # the longest pause between two attempts
 LOST_S = 0.5  # a link that was up is tried again this soon (plus up to as much at random)
+QUICK_TRIES = 8  # ... and as often for this many failed attempts (a server restarting takes seconds)
 
 State = Literal["starting", "connected", "lost", "unreachable", "refused"]
 Level = Literal["info", "warning", "error"]
@@ -37,7 +38,8 @@ class Link:
     where: str
     state: State = "starting"
     reason: str = ""
-    failures: int = 0  # attempts failed in a row since the link was last up
+    failures: int = 0  # attempts failed in a row since the link was last up (after the quick ones)
+    quick: int = 0  # failed attempts still retried soon, after a link that was up went down
 
     def pause(self, rand: float) -> float:
         """The pause before the next attempt: capped exponential, "equal jitter" (half of
@@ -48,7 +50,7 @@ class Link:
 
     def connected(self) -> Note | None:
         was = self.state
-        self.state, self.reason, self.failures = "connected", "", 0
+        self.state, self.reason, self.failures, self.quick = "connected", "", 0, 0
         if was == "connected":
             return None
         return Note("info", f"component {self.jid} connected to the XMPP server at {self.where}")
@@ -56,7 +58,7 @@ class Link:
     def lost(self, reason: str, rand: float) -> tuple[float, Note | None]:
         """The link that was up went down: try again soon (a restarting server is back in a
         moment), and say so once."""
-        self.state, self.reason, self.failures = "lost", reason, 0
+        self.state, self.reason, self.failures, self.quick = "lost", reason, 0, QUICK_TRIES
         delay = LOST_S + rand * LOST_S
         text = (
             f"component {self.jid} lost its connection to the XMPP server at {self.where} "
@@ -75,8 +77,12 @@ class Link:
         return self._failed("refused", condition, rand)
 
     def _failed(self, state: State, reason: str, rand: float) -> tuple[float, Note | None]:
-        self.failures += 1
-        delay = self.pause(rand)
+        if self.quick > 0:
+            self.quick -= 1
+            delay = LOST_S + rand * LOST_S
+        else:
+            self.failures += 1
+            delay = self.pause(rand)
         same = self.state == state and self.reason == reason
         self.state, self.reason = state, reason
         if same:

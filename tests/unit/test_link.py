@@ -3,7 +3,7 @@ with jitter, and a refused secret said once with what to check."""
 
 from __future__ import annotations
 
-from gateway.core.link import CAP_S, FIRST_S, Link
+from gateway.core.link import CAP_S, FIRST_S, LOST_S, QUICK_TRIES, Link
 
 
 def link() -> Link:
@@ -45,9 +45,10 @@ def test_connected_lost_and_back_are_each_said_once() -> None:
     assert lk.connected() is None
     delay, lost = lk.lost("stream error system-shutdown", 0.0)
     assert lost is not None and lost.level == "warning" and "reconnecting in" in lost.text
-    assert delay < 1.0  # a restarting server is back soon: no backoff carried over
-    first, again = lk.unreachable("Connection refused", 0.0)
-    assert again is not None and first == FIRST_S / 2  # down now: said, and pauses start over
+    assert delay == LOST_S  # a restarting server is back soon: no backoff carried over
+    quick = [lk.unreachable("Connection refused", 0.0) for _ in range(QUICK_TRIES + 2)]
+    assert quick[0][1] is not None  # down now: said once
+    assert [d for d, _ in quick] == [LOST_S] * QUICK_TRIES + [FIRST_S / 2, FIRST_S]  # then backing off
 
 
 def test_a_refused_secret_is_said_once_with_what_to_check() -> None:
