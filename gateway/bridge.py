@@ -480,7 +480,7 @@ class Bridge:
         for jid in online:
             book.forget(jid)
         gone = tuple(j for j in online if not any(b.is_online(j) for b in self.resources.values()))
-        self.away.lost(gone, self.clock())
+        self.away.lost(gone, self.clock(), self.away_grace_s)
         self._wake_xmpp[network].set()
 
     # -- from the networks ---------------------------------------------------------------

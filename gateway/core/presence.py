@@ -93,10 +93,17 @@ class AwayBook:
         ended, away since then."""
         self._away_since.setdefault(jid, self._unknown_since.pop(jid, now))
 
-    def lost(self, jids: tuple[BareJid, ...], now: float) -> None:
-        """The stream that told us these subscribers were online has ended."""
+    def lost(self, jids: tuple[BareJid, ...], now: float, recent_s: float) -> None:
+        """The stream that told us these subscribers were online has ended. Who left less
+        than ``recent_s`` before is unknown too (since they left): a server going down
+        closes its users' streams first, and their client may be back before the component."""
         for jid in jids:
             self._unknown_since.setdefault(jid, now)
+        for jid, since in self._away_since.items():
+            if since > now - recent_s:
+                self._unknown_since.setdefault(jid, since)
+        for jid in self._unknown_since:
+            self._away_since.pop(jid, None)
 
     def unknown(self) -> tuple[BareJid, ...]:
         """Whose presence the server has not told again since a stream ended."""

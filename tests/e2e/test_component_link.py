@@ -308,3 +308,58 @@ async def test_run_says_once_that_the_server_refused_the_component_secret(
         f"the secret of component {JID} (stream error not-authorized): check that the component_secret"
     ), said
     assert wrong not in log_path.read_text() and "Traceback" not in log_path.read_text()
+
+
+# -- presence after the XMPP server restarted --------------------------------------------------
+
+
+async def test_a_client_back_before_the_component_is_known_again_after_a_server_restart(
+    tmp_path: Path,
+) -> None:
+    """Without the XEP-0356 presence privilege nothing tells the component, at its
+    reconnection, who is online: a client that came back first sent its presence to a
+    component that was not there. The gateway asks (a probe) for whoever was online, or
+    left just before, when the stream ended; else she would count as away (her MSN
+    messages texted) until her client's next presence."""
+    from tests.conftest import TEST_JID, base_config, start_gateway
+    from tests.e2e.test_foundation import register
+    from tests.xmpp_client import ScriptedUser
+
+    server = Prosody(tmp_path / "prosody", DOMAIN, [ComponentSpec(TEST_JID, SECRET, privileged=False)])
+    server.start()
+    server.register("alice", "pw")
+    running = await start_gateway(base_config(tmp_path, server.component_port))
+    alice = ScriptedUser(f"alice@{DOMAIN}/laptop", "pw", server.c2s_port)
+    jid = BareJid.parse(f"alice@{DOMAIN}")
+    try:
+        await alice.online()
+        await register(alice)
+        await alice.next_presence(from_=TEST_JID, type="subscribe")
+        alice.send_presence(pto=TEST_JID, ptype="subscribed")
+        alice.send_presence(pto=TEST_JID, ptype="subscribe")
+        await alice.next_presence(from_=TEST_JID, type="subscribed")
+        alice.send_presence()
+        bridge, component = running.bridge, running.bridge.components["test"]
+        async with asyncio.timeout(10):
+            while not bridge.resources["test"].is_online(jid):
+                await asyncio.sleep(0.05)
+
+        held = asyncio.Event()  # the component waits for this before reconnecting
+        reconnect = component._reconnect
+        component._reconnect = lambda: held.set()  # type: ignore[method-assign]
+        await asyncio.to_thread(server.restart)
+        await alice.close()
+        alice = ScriptedUser(f"alice@{DOMAIN}/laptop", "pw", server.c2s_port)
+        await alice.online()  # her presence goes to a component that is not connected
+        await asyncio.wait_for(held.wait(), 10)
+        assert not bridge.resources["test"].is_online(jid)
+        component._reconnect = reconnect  # type: ignore[method-assign]
+        component.connect()
+        async with asyncio.timeout(10):  # asked, and told by the server
+            while not bridge.resources["test"].is_online(jid):
+                await asyncio.sleep(0.05)
+        assert bridge.away.unknown() == ()
+    finally:
+        await alice.close()
+        await running.gateway.stop()
+        server.stop()

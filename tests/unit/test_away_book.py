@@ -26,7 +26,7 @@ def test_a_client_leaving_starts_the_grace_and_one_coming_back_ends_it() -> None
 def test_a_loss_makes_who_was_online_unknown_and_leaves_who_was_away_alone() -> None:
     book = AwayBook()
     book.left(BOB, 150.0)  # away before the loss
-    book.lost((ALICE,), 300.0)
+    book.lost((ALICE,), 300.0, GRACE)
     assert book.unknown() == (ALICE,)
     assert book.texting_from(ALICE, GRACE, STARTED) == 308.0
     assert book.texting_from(BOB, GRACE, STARTED) == 158.0  # no new wait
@@ -36,7 +36,16 @@ def test_a_loss_makes_who_was_online_unknown_and_leaves_who_was_away_alone() -> 
 
 def test_told_away_after_a_loss_counts_from_the_loss() -> None:
     book = AwayBook()
-    book.lost((ALICE,), 300.0)
+    book.lost((ALICE,), 300.0, GRACE)
     book.left(ALICE, 302.0)
     assert book.unknown() == ()
     assert book.texting_from(ALICE, GRACE, STARTED) == 308.0
+
+
+def test_who_left_just_before_the_loss_is_unknown_since_they_left() -> None:
+    """The server going down sends its users' unavailable presence, then closes the stream."""
+    book = AwayBook()
+    book.left(BOB, 299.9)
+    book.lost((), 300.0, GRACE)
+    assert book.unknown() == (BOB,)
+    assert book.texting_from(BOB, GRACE, STARTED) == 307.9  # no longer wait than before

@@ -153,18 +153,22 @@ async def test_who_was_online_at_the_loss_is_asked_for_at_the_reconnection(
 ) -> None:
     """A client back before the component was reconnected told a component that was not
     there: the server is asked (a probe) instead of waiting for the client's next presence."""
-    bridge, _clock, _sms, xmpp, _alice_id = world
+    bridge, clock, _sms, xmpp, _alice_id = world
+
+    async def probed_after_a_restart() -> list[tuple[str, str | None]]:
+        xmpp.presences.clear()
+        await stream_lost(bridge)
+        await stream_back(bridge)
+        return [(str(p.to), p.contact) for p in xmpp.presences if p.type == "probe"]
+
     await presence(bridge, online=True)
-    await stream_lost(bridge)
-    await stream_back(bridge)
-    probes = [p for p in xmpp.presences if p.type == "probe"]
-    assert [(str(p.to), p.contact) for p in probes] == [(str(ALICE.bare), None)]
+    assert await probed_after_a_restart() == [(str(ALICE.bare), None)]
     await presence(bridge, online=True)  # told
-    await presence(bridge, online=False)  # and away before the next loss: nothing to ask
-    xmpp.presences.clear()
-    await stream_lost(bridge)
-    await stream_back(bridge)
-    assert not [p for p in xmpp.presences if p.type == "probe"]
+    await presence(bridge, online=False)  # the server closing her stream as it goes down
+    assert await probed_after_a_restart() == [(str(ALICE.bare), None)]
+    await presence(bridge, online=False)  # told: away
+    clock.now += AWAY_GRACE_S + 1
+    assert await probed_after_a_restart() == []  # away well before the loss: nothing to ask
 
 
 async def test_nothing_heard_after_the_loss_the_message_is_texted_once_the_grace_is_over(
