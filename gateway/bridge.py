@@ -46,7 +46,7 @@ from gateway.core.events import (
     XmppPresenceReceived,
 )
 from gateway.core.model import Presence, RosterEntry, Show
-from gateway.core.presence import ResourceBook
+from gateway.core.presence import AwayBook, ResourceBook
 from gateway.errors import UserError
 from gateway.storage import Conflict, Contact, OutboxItem, Store, Subscriber
 from gateway.transport import Delivered, Failed, Linked, NeedMore, Retry, Transport
@@ -57,7 +57,7 @@ Clock = Callable[[], float]
 RETRY_CAP_S = 60.0
 OUTBOX_SCAN = 2000  # conversations looked at per round (the oldest first)
 XMPP_BATCH = 500  # network → XMPP messages handed over per round
-AWAY_GRACE_S = 8.0  # without an XMPP client this long, a subscriber is away: MSN messages go by SMS
+AWAY_GRACE_S = 8.0  # without an XMPP client (or word of one) this long, a subscriber is away: MSN -> SMS
 ROUND_GATHER_S = 0.002
 FLUSH_S = 3.0  # at shutdown, how long sends under way may take to finish
 DELIVERED_MEMORY_S = 3600.0  # a resend of a delivered message (same id and text) is dropped this long
@@ -175,7 +175,8 @@ class Bridge:
         self.convergence = Convergence(self, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self.parking = Parking(clock)
-        self._away_since: dict[BareJid, float] = {}  # subscribers whose last XMPP client left
+        self.away = AwayBook()  # who left XMPP when, whose presence is unknown (see AwayBook)
+        self.away_grace_s = AWAY_GRACE_S
         self._confirming: dict[str, asyncio.Future[bool]] = {}  # per component: the next ping
         self._started = clock()
 
@@ -393,18 +394,18 @@ class Bridge:
     def _note_away(self, jid: BareJid) -> None:
         """Since when none of ``jid``'s XMPP clients is online (for :meth:`_texting_from`)."""
         if any(book.is_online(jid) for book in self.resources.values()):
-            self._away_since.pop(jid, None)
+            self.away.back(jid)
         else:
-            self._away_since.setdefault(jid, self.clock())
+            self.away.left(jid, self.clock())
 
     def _texting_from(self, sub: Subscriber) -> float:
         """From when MSN messages for a subscriber without an XMPP client go by SMS: after
-        AWAY_GRACE_S away (or since the gateway started, before their presence is known),
-        so that a client reconnecting, or a restarting XMPP server, is not taken for the
-        subscriber leaving (the message would reach them twice: by SMS and on XMPP)."""
+        the grace (``AwayBook``), so that a client reconnecting, or a restarting XMPP server,
+        is not taken for the subscriber leaving (the message would reach them twice: by SMS
+        and on XMPP); at once for one who was away already."""
         if sub.jid is None:
             return 0.0  # SMS-only: nothing to wait for
-        return self._away_since.get(sub.jid, self._started) + AWAY_GRACE_S
+        return self.away.texting_from(sub.jid, self.away_grace_s, self._started)
 
     async def message_received(
         self, network: str, sender: FullJid, contact: str | None, body: str, msg_id: str, receipt: bool
@@ -463,9 +464,23 @@ class Bridge:
         component = self.components[network]
         for action in xep0100.startup(await self._registered_users(network)):
             component.send_xmpp_presence(action)
+        for jid in self.away.unknown():  # who had a client online when a stream ended: ask
+            component.send_xmpp_presence(SendXmppPresence(jid, None, "probe"))
         if network == "msn":
             await self.convergence.start_always_connected()
         self._wake[network].set()
+        self._wake_xmpp[network].set()
+
+    async def component_offline(self, network: str) -> None:
+        """The component's stream ended: the clients it reported online may be gone or may
+        come back before it does. They count as unknown (``AwayBook``) until the server
+        tells their presence again; no session changes for that."""
+        book = self.resources[network]
+        online = book.online()
+        for jid in online:
+            book.forget(jid)
+        gone = tuple(j for j in online if not any(b.is_online(j) for b in self.resources.values()))
+        self.away.lost(gone, self.clock(), self.away_grace_s)
         self._wake_xmpp[network].set()
 
     # -- from the networks ---------------------------------------------------------------

@@ -8,7 +8,9 @@ from typing import Literal
 from gateway.addressing import BareJid, FullJid
 from gateway.core.model import Presence, RosterEntry
 
-PresenceType = Literal["available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed"]
+PresenceType = Literal[
+    "available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"
+]
 
 
 @dataclass(frozen=True, slots=True)

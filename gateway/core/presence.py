@@ -58,5 +58,62 @@ class ResourceBook:
     def is_online(self, jid: BareJid) -> bool:
         return jid in self._online
 
+    def online(self) -> tuple[BareJid, ...]:
+        """Every bare JID with a resource online."""
+        return tuple(self._online)
+
     def forget(self, jid: BareJid) -> None:
         self._online.pop(jid, None)
+
+
+@dataclass
+class AwayBook:
+    """Since when each subscriber has had no XMPP client, and whose presence is unknown.
+
+    MSN messages for a subscriber without an XMPP client go to their phone, but not at the
+    first sign of absence: a client that just left may be reconnecting, and a server going
+    down sends every user's unavailable presence a moment before it closes the component's
+    stream. The grace covers that. It also covers the time when nobody can know: once the
+    component's stream is gone, the subscribers who had a client online are *unknown* (their
+    client may come back before the component does) until the server tells their presence
+    again, or the grace, counted from the loss, runs out. A subscriber who was already away
+    before the loss stays away: their messages go on to the phone without a new wait.
+    """
+
+    _away_since: dict[BareJid, float] = field(default_factory=dict)
+    _unknown_since: dict[BareJid, float] = field(default_factory=dict)
+
+    def back(self, jid: BareJid) -> None:
+        """The server told us one of ``jid``'s clients is online."""
+        self._away_since.pop(jid, None)
+        self._unknown_since.pop(jid, None)
+
+    def left(self, jid: BareJid, now: float) -> None:
+        """``jid``'s last client went offline (the first time counts); told after a stream
+        ended, away since then."""
+        self._away_since.setdefault(jid, self._unknown_since.pop(jid, now))
+
+    def lost(self, jids: tuple[BareJid, ...], now: float, recent_s: float) -> None:
+        """The stream that told us these subscribers were online has ended. Who left less
+        than ``recent_s`` before is unknown too (since they left): a server going down
+        closes its users' streams first, and their client may be back before the component."""
+        for jid in jids:
+            self._unknown_since.setdefault(jid, now)
+        for jid, since in self._away_since.items():
+            if since > now - recent_s:
+                self._unknown_since.setdefault(jid, since)
+        for jid in self._unknown_since:
+            self._away_since.pop(jid, None)
+
+    def unknown(self) -> tuple[BareJid, ...]:
+        """Whose presence the server has not told again since a stream ended."""
+        return tuple(self._unknown_since)
+
+    def texting_from(self, jid: BareJid, grace: float, started: float) -> float:
+        """From when ``jid``'s MSN messages go by SMS: ``grace`` after their presence became
+        unknown or they left, else (nothing heard of them since the gateway ``started``)
+        ``grace`` after the start."""
+        since = self._unknown_since.get(jid)
+        if since is None:
+            since = self._away_since.get(jid, started)
+        return since + grace

@@ -294,6 +294,21 @@ class SmsTables:
         """True unless ``key`` was seen less than ``window`` seconds ago (then a redelivery)."""
         return await self._w.run(partial(_first_time, key=key, now=now, window=window))
 
+    async def mark_seen(self, key: str, at: float) -> None:
+        """Record a sighting of ``key`` at ``at`` (replacing an earlier one): a message was
+        taken whose answer the SMSC may not get, so its redelivery may follow."""
+        await self._w.write(
+            "INSERT INTO seen (dedup_key, at) VALUES (?, ?) "
+            "ON CONFLICT (dedup_key) DO UPDATE SET at = excluded.at",
+            (key, at),
+        )
+
+    async def forget_seen(self, sightings: list[tuple[str, float]]) -> None:
+        """Forget sightings (key, time recorded) whose answer the SMSC confirmed: nothing
+        will redeliver them. One recorded again since (another time) stays."""
+        statements = [("DELETE FROM seen WHERE dedup_key = ? AND at = ?", (key, at)) for key, at in sightings]
+        await self._w.write_group(statements, savepoint=False)
+
 
 # -- run on the database thread, inside the writer's transaction (GroupWriter.run) ----------------
 

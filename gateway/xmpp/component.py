@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
 from collections import deque
@@ -36,6 +37,7 @@ from gateway.core.actions import (
     SendXmppPresence,
 )
 from gateway.core.events import PresenceKind, XmppPresenceReceived
+from gateway.core.link import Link, Note
 from gateway.core.messages import Refusal, XmppMessage, plan_message
 from gateway.core.model import Presence, Show
 from gateway.errors import UserError, new_reference
@@ -57,11 +59,22 @@ _KINDS: dict[str, PresenceKind] = {
     k: k
     for k in ("available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe")
 }
-RECONNECT_CAP_S = 8.0
 PROBES_PER_TURN = 50  # probes answered between two turns given to the rest of the gateway
 
 
 _IQ_ROUTE = re.compile(r"iq\[@type='(get|set)'\]/(\{[^}]+\}[\w.-]+)")
+
+
+class _QuietConnectionLost(logging.Filter):
+    """slixmpp logs every closed TCP connection at info; the component's own lines (one per
+    change of the link's state) say it better, and a server refusing the secret made it a
+    line every attempt."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not str(record.msg).startswith("connection_lost")
+
+
+logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_QuietConnectionLost())
 
 
 class TagMatch(MatcherBase):
@@ -98,6 +111,7 @@ class ComponentHandler(Protocol):
     ) -> None: ...
     async def chat_state_received(self, network: str, sender: FullJid, contact: str, state: str) -> None: ...
     async def component_online(self, network: str) -> None: ...
+    async def component_offline(self, network: str) -> None: ...
     def sender_allowed(self, sender: BareJid) -> bool: ...
 
 
@@ -129,6 +143,11 @@ class GatewayComponent(ComponentXMPP):
         self.generation = 0  # bumped on every new stream: a handover must see one stream
         self.online = asyncio.Event()
         self.closing = False
+        self.link = Link(jid, f"{host}:{port}")
+        self._failure = "no answer"  # why the last connection attempt failed
+        self._stream_error: str | None = None  # a stream error on the current connection
+        self._up = False  # the current connection got as far as a stream
+        self._stream_gone: asyncio.Future[None] | None = None  # done when the current stream ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._probes: dict[str, deque[StanzaBase]] = {}  # sender's bare JID -> probes to answer
         self._out: list[bytes] = []  # sent in this turn of the loop, written at its end
@@ -160,6 +179,7 @@ class GatewayComponent(ComponentXMPP):
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("disconnected", self._on_disconnected)
         self.add_event_handler("stream_error", self._on_stream_error)
+        self.add_event_handler("connection_failed", self._on_connection_failed)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -270,34 +290,53 @@ class GatewayComponent(ComponentXMPP):
         super().abort()
 
     def reschedule_connection_attempt(self) -> asyncio.Future[Any] | None:
-        """slixmpp backs off up to 300 s; an operator wants the gateway back within seconds."""
+        """A TCP connection could not be made: the next attempt after :class:`Link`'s
+        pause (capped exponential with jitter; slixmpp's own goes up to 300 s), said once."""
         future: asyncio.Future[Any] | None = super().reschedule_connection_attempt()
-        self._connect_loop_wait = min(self._connect_loop_wait, RECONNECT_CAP_S) + random.random()
+        delay, note = self.link.unreachable(self._failure, random.random())
+        self._connect_loop_wait = delay  # read by the attempt just scheduled, when it starts
+        _write(note)
         return future
+
+    def _on_connection_failed(self, error: object) -> None:
+        self._failure = _reason(error)
 
     async def _on_session_start(self, _event: object) -> None:
         self.generation += 1
+        self._up = True
+        self._stream_gone = asyncio.get_running_loop().create_future()
         self.online.set()
-        log.info("component %s connected to %s:%s", self.boundjid.bare, self.server_host, self.server_port)
+        _write(self.link.connected())
         self.spawn(self.handler.component_online(self.network), "component_online")
 
     def _on_disconnected(self, reason: object) -> None:
         self.online.clear()
+        if self._stream_gone is not None and not self._stream_gone.done():
+            self._stream_gone.set_result(None)  # pings waiting on that stream fail now
+        was_up, error = self._up, self._stream_error
+        self._up, self._stream_error = False, None
         if self.closing:
             return
-        log.warning("component %s lost its connection (%s); reconnecting", self.boundjid.bare, reason)
-        asyncio.get_running_loop().call_later(0.5 + random.random(), self._reconnect)
+        if was_up:
+            self.spawn(self.handler.component_offline(self.network), "component_offline")
+        if was_up:
+            why = f"stream error {error}" if error else str(reason or "closed by the server")
+            delay, note = self.link.lost(why, random.random())
+        elif error is not None:
+            delay, note = self.link.refused(error, random.random())
+        else:
+            closed = f"the server closed the connection before the stream was up ({reason or 'no reason'})"
+            delay, note = self.link.unreachable(closed, random.random())
+        _write(note)
+        asyncio.get_running_loop().call_later(delay, self._reconnect)
 
     def _reconnect(self) -> None:
         if not self.closing and not self.online.is_set():
             self.connect()
 
     def _on_stream_error(self, error: Any) -> None:
-        condition = error["condition"] if error is not None else "unknown"
-        if condition == "not-authorized":
-            log.error("component %s: the XMPP server refused the component secret", self.boundjid.bare)
-        else:
-            log.warning("component %s: stream error %s", self.boundjid.bare, condition)
+        """Noted; said once the connection has closed (:meth:`_on_disconnected`)."""
+        self._stream_error = str(error["condition"]) if error is not None else "unknown"
 
     async def close(self) -> None:
         self.closing = True
@@ -567,13 +606,23 @@ class GatewayComponent(ComponentXMPP):
         """
         if not self.online.is_set():
             return False
-        generation = self.generation
+        generation, gone = self.generation, self._stream_gone
         for stanza in stanzas:
             stanza.send()
-        try:  # send_ping, not ping(): ping() reads the deprecated ``server`` property (a warning each time)
-            # from= too: ejabberd closes the stream of a component stanza without one
-            server = JID(self.boundjid.domain.split(".", 1)[-1])
-            await self.plugin["xep_0199"].send_ping(server, ifrom=self.boundjid, timeout=10)
+        # send_ping, not ping(): ping() reads the deprecated ``server`` property (a warning each time);
+        # from= too: ejabberd closes the stream of a component stanza without one
+        server = JID(self.boundjid.domain.split(".", 1)[-1])
+        ping = asyncio.ensure_future(
+            self.plugin["xep_0199"].send_ping(server, ifrom=self.boundjid, timeout=10)
+        )
+        if gone is not None:  # a stream that ends never answers: do not wait out the timeout
+            await asyncio.wait((ping, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not ping.done():
+            ping.cancel()
+            log.info("handover ping unanswered: the stream ended; messages stay queued")
+            return False
+        try:
+            await ping
         except IqError:
             pass  # an error answer (a server without XEP-0199) still proves it read what came before
         except Exception as exc:  # IqTimeout, disconnection
@@ -595,3 +644,19 @@ class GatewayComponent(ComponentXMPP):
             iq.append(query)
             await iq.send(timeout=30)
         return True
+
+
+def _write(note: Note | None) -> None:
+    if note is not None:
+        log.log(logging.getLevelName(note.level.upper()), "%s", note.text)
+
+
+def _reason(error: object) -> str:
+    """A failed attempt in the operator's words: "Connection refused", not the whole repr."""
+    if isinstance(error, OSError):
+        if error.errno is not None and error.strerror and not error.strerror.startswith("Connect call"):
+            return error.strerror
+        if error.errno is not None:
+            return os.strerror(error.errno)
+        return str(error) or type(error).__name__
+    return str(error) or "no answer"

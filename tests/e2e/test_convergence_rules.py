@@ -295,3 +295,17 @@ async def test_a_buddy_named_by_their_address_is_called_by_its_local_part(
     finally:
         await carol.session.close()
         await stop_world(world)
+
+
+async def test_a_command_texted_twice_is_answered_twice_and_a_redelivery_once(world: World) -> None:
+    """/who texted twice gets two answers (the second used to be dropped as a redelivery);
+    the SMSC sending the PDU again (its timer ran out before it read our answer) gets one."""
+    assert await answer_to(world, "/who") == "No buddy is online right now."
+    assert await answer_to(world, "/who") == "No buddy is online right now."
+    sent = len(world.smsc.submits)
+    world.smsc.withhold_responses(1)
+    assert await world.smsc.inject_mo(ALICE_NUMBER, "2020", "/who", redeliver=True) == [0]
+    assert len(world.smsc.redeliveries) == 1
+    await world.smsc.wait_until(lambda: bool(whole_sms(world, sent)), 15)
+    await asyncio.sleep(1.5)  # time for a second answer, were one coming
+    assert world.texts_to(ALICE_NUMBER, sent) == ["No buddy is online right now."]

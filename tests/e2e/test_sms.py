@@ -235,18 +235,38 @@ async def test_mo_in_each_coding_and_split(world: World) -> None:
         assert msg["body"] == text
 
 
-async def test_mo_to_unknown_number_is_refused_and_duplicates_arrive_once(world: World) -> None:
+async def test_mo_to_unknown_number_is_refused_and_redeliveries_arrive_once(world: World) -> None:
     statuses = await world.smsc.inject_mo("33698765432", "33600000000", "anyone?")
     assert statuses == [Status.ESME_RINVDSTADR]
     assert world.sms.counters["mo_unknown_destination"] == 1
     await link_number(world, world.alice)
-    for _ in range(2):  # the SMSC redelivers after a lost deliver_sm_resp
-        await world.smsc.inject_mo("33698765432", "33612345678", "only once please")
-    msg = await world.alice.next_message(from_bare=f"{BOB_NUMBER}@{SMS}")
-    assert msg["body"] == "only once please"
+    sender = f"{BOB_NUMBER}@{SMS}"
+    # the SMSC sends a PDU again when its response timer ran out before it read our answer
+    world.smsc.withhold_responses(1)
+    await world.smsc.inject_mo("33698765432", "33612345678", "only once please", redeliver=True)
+    # ... and after a rebind, when the bind was lost before it read our answer
+    world.smsc.lose_bind_on_responses(1)
+    await world.smsc.inject_mo("33698765432", "33612345678", "once after a rebind", redeliver=True)
+    assert len(world.smsc.redeliveries) == 2
+    assert (await world.alice.next_message(from_bare=sender))["body"] == "only once please"
+    assert (await world.alice.next_message(from_bare=sender))["body"] == "once after a rebind"
     with pytest.raises(TimeoutError):
-        await world.alice.next_message(timeout=1.0, from_bare=f"{BOB_NUMBER}@{SMS}")
-    assert world.sms.counters["mo_duplicates"] == 1
+        await world.alice.next_message(timeout=1.0, from_bare=sender)
+    assert world.sms.counters["mo_duplicates"] == 2
+
+
+async def test_the_same_text_twice_reaches_xmpp_twice(world: World) -> None:
+    """A person sending "ok" twice sends two messages: both arrive, at once or later (the
+    second one used to be dropped as a redelivery for 5 minutes)."""
+    await link_number(world, world.alice)
+    sender = f"{BOB_NUMBER}@{SMS}"
+    for _ in range(2):
+        assert await world.smsc.inject_mo("33698765432", "33612345678", "ok", redeliver=True) == [0]
+    await asyncio.sleep(2.5)  # the scenario: typing it again a little later (past the resend floor)
+    assert await world.smsc.inject_mo("33698765432", "33612345678", "ok", redeliver=True) == [0]
+    for _ in range(3):
+        assert (await world.alice.next_message(from_bare=sender))["body"] == "ok"
+    assert world.smsc.redeliveries == [] and world.sms.counters["mo_duplicates"] == 0
 
 
 async def test_short_code_sender_is_readable_and_not_repliable(world: World) -> None:

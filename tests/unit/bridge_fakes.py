@@ -86,6 +86,7 @@ class FakeComponent:
         self.handovers = 0
         self.receipts: list[tuple[Any, str, str]] = []
         self.errors: list[tuple[Any, ...]] = []
+        self.presences: list[Any] = []
 
     def build_message(self, action: Any) -> Any:
         return action
@@ -99,7 +100,7 @@ class FakeComponent:
         self.receipts.append((to, contact, msg_id))
 
     def send_xmpp_presence(self, action: Any) -> None:
-        return None
+        self.presences.append(action)
 
     def send_error_message(self, *args: Any) -> None:
         self.errors.append(args)

@@ -350,3 +350,15 @@ async def test_the_last_correspondent_is_kept_in_memory_and_survives_a_restart(t
         assert await store.last_correspondent(sub) == ("carol@msn.test", NOW + 1)
     finally:
         await store.close()
+
+
+async def test_a_sighting_is_forgotten_only_as_recorded(store: Store) -> None:
+    """A confirmed sighting is forgotten; one recorded again since (a later copy, whose
+    answer is not confirmed yet) stays."""
+    await store.sms.mark_seen("k", NOW)
+    await store.sms.mark_seen("k", NOW + 5)  # recorded again: replaces the first
+    assert not await store.sms.seen_since("k", NOW + 6) and await store.sms.seen_since("k", NOW + 5)
+    await store.sms.forget_seen([("k", NOW)])  # the first one's confirmation, late
+    assert await store.sms.seen_since("k", NOW)
+    await store.sms.forget_seen([("k", NOW + 5)])
+    assert not await store.sms.seen_since("k", 0.0)

@@ -11,7 +11,11 @@ What it guarantees to the caller (the gateway's SMS adapter):
 * A ``deliver_sm`` is answered only after ``on_deliver`` returned, with the status it
   returned (an exception becomes ESME_RSYSERR and a log line). Callbacks run one at a
   time, in arrival order. A deliver_sm whose connection died before its turn is not
-  passed on: it was never acknowledged, so the SMSC delivers it again.
+  passed on: it was never acknowledged, so the SMSC delivers it again. While
+  ``on_deliver`` runs, :data:`CURRENT_ARRIVAL` says which bind the PDU came on and, later,
+  when its answer was written and confirmed: right after answering, the ESME sends an
+  ``enquire_link`` whose response proves the SMSC read the answer (see
+  :mod:`transports.sms.redelivery`, which tells a redelivery from a new message by it).
 * The link repairs itself: reconnect and rebind with capped exponential backoff and
   jitter; enquire_link every ``enquire_link_s``, an unanswered one ends the link.
   Bind state changes are reported to ``on_link`` (must not block).
@@ -25,7 +29,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import replace
 
 from transports.sms.codec import encode
@@ -56,12 +62,16 @@ from transports.sms.pdu import (
     Unbind,
     UnbindResp,
 )
+from transports.sms.redelivery import AnswerLedger, Arrival
 from transports.sms.status import BIND_HINTS, Status, is_retryable, status_name
 
 __all__ = ["BindFailed", "Bound", "Esme", "EsmeConfig", "LinkEvent", "SubmitOutcome", "Unbound"]
 
 log = logging.getLogger(__name__)
 DELIVER_CONCURRENCY = 32
+CURRENT_ARRIVAL: ContextVar[Arrival | None] = ContextVar("deliver_sm_arrival", default=None)
+"""Set by the ESME while ``on_deliver`` handles a deliver_sm: how it arrived and (filled in
+later, the object is shared) when its answer was written and confirmed."""
 
 
 class _LinkLost(Exception):
@@ -77,7 +87,10 @@ class _Session:
         self.pending: dict[int, asyncio.Future[Pdu]] = {}
         self.ended = asyncio.Event()
         self.reason = ""
-        self.delivers: asyncio.Queue[DeliverSm | None] = asyncio.Queue()
+        self.delivers: asyncio.Queue[tuple[DeliverSm, Arrival] | None] = asyncio.Queue()
+        self.bind = 0  # the AnswerLedger's number of this bind, once bound
+        self.confirming = False  # an enquire_link confirming answers is in flight
+        self.confirm_again = False  # answers were written since it left
 
     def end(self, reason: str) -> None:
         if not self.ended.is_set():
@@ -126,6 +139,7 @@ class Esme:
         on_alert: AlertHandler | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._on_deliver = on_deliver
@@ -133,6 +147,8 @@ class Esme:
         self._on_alert = on_alert
         self._sleep = sleep
         self._rand = rand
+        self._clock = clock
+        self.answers = AnswerLedger()
         self._session: _Session | None = None
         self._bound = asyncio.Event()
         self._closing = False
@@ -145,6 +161,7 @@ class Esme:
         self._sequence = 0
         self._rate_lock = asyncio.Lock()
         self._next_slot = 0.0
+        self._failure = ""  # why the last bind attempt failed, for the retry's log line
 
     # ----------------------------------------------------------- public surface
 
@@ -229,6 +246,7 @@ class Esme:
     async def _run(self) -> None:
         attempt = 0
         while not self._closing:
+            self._failure = ""
             try:
                 was_bound = await self._connect_and_serve()
             except Exception as exc:  # a bug here must not end the link for good
@@ -239,7 +257,10 @@ class Esme:
                 break
             attempt = 0 if was_bound else attempt + 1
             delay = self._backoff_delay(attempt)
-            log.info("reconnecting to %s:%d in %.1fs", self.config.host, self.config.port, delay)
+            if self._failure:  # the one line an operator gets per failed (re)bind
+                log.warning("SMSC bind failed: %s; retrying in %.1fs", self._failure, delay)
+            else:
+                log.info("reconnecting to %s:%d in %.1fs", self.config.host, self.config.port, delay)
             await self._sleep(delay)
 
     def _backoff_delay(self, attempt: int) -> float:
@@ -297,11 +318,11 @@ class Esme:
         if isinstance(resp, BindResp | GenericNack) and resp.status != Status.ESME_ROK:
             hint = BIND_HINTS.get(resp.status)
             reason = f"bind refused: {status_name(resp.status)}" + (f", {hint}" if hint else "")
-            log.warning("%s (system_id %r)", reason, c.system_id)
-            self._report(BindFailed(reason, resp.status))
+            self._report(BindFailed(f"{reason} (system_id {c.system_id!r})", resp.status))
             return False
         smsc = resp.system_id if isinstance(resp, BindResp) else ""
         log.info("bound to SMSC %r at %s:%d as %r", smsc, c.host, c.port, c.system_id)
+        session.bind = self.answers.new_bind()
         self._bound.set()
         self._report(Bound(smsc))
         return True
@@ -339,7 +360,7 @@ class Esme:
                 log.warning("undecodable PDU from SMSC (%s); generic_nack", item.reason)
                 await session.send(GenericNack(sequence=item.sequence, status=item.status))
             case DeliverSm():
-                session.delivers.put_nowait(item)
+                session.delivers.put_nowait((item, self.answers.arrived(session.bind, self._clock())))
             case EnquireLink():
                 await session.send(EnquireLinkResp(sequence=item.sequence))
             case Unbind():
@@ -361,47 +382,79 @@ class Esme:
         """Hand deliver_sm to the application: in arrival order per source address, with
         up to ``DELIVER_CONCURRENCY`` sources at once (a slow commit for one sender does
         not hold the others back)."""
-        lanes: dict[str, asyncio.Queue[DeliverSm]] = {}
+        lanes: dict[str, asyncio.Queue[tuple[DeliverSm, Arrival]]] = {}
         slots = asyncio.Semaphore(DELIVER_CONCURRENCY)
 
-        async def lane(source: str, queue: asyncio.Queue[DeliverSm]) -> None:
+        async def lane(source: str, queue: asyncio.Queue[tuple[DeliverSm, Arrival]]) -> None:
             async with slots:
                 while not queue.empty():
-                    await self._answer_deliver(session, queue.get_nowait())
+                    await self._answer_deliver(session, *queue.get_nowait())
             del lanes[source]
 
-        while (pdu := await session.delivers.get()) is not None:
+        while (item := await session.delivers.get()) is not None:
             if session.ended.is_set():
                 return  # unacknowledged: the SMSC will deliver it again
-            queue = lanes.get(pdu.source_addr)
+            source = item[0].source_addr
+            queue = lanes.get(source)
             if queue is None:
-                queue = lanes[pdu.source_addr] = asyncio.Queue()
-                queue.put_nowait(pdu)
-                self._spawn(lane(pdu.source_addr, queue))
+                queue = lanes[source] = asyncio.Queue()
+                queue.put_nowait(item)
+                self._spawn(lane(source, queue))
             else:
-                queue.put_nowait(pdu)
+                queue.put_nowait(item)
 
-    async def _answer_deliver(self, session: _Session, pdu: DeliverSm) -> None:
+    async def _answer_deliver(self, session: _Session, pdu: DeliverSm, arrival: Arrival) -> None:
         if session.ended.is_set():
             return  # unacknowledged: the SMSC will deliver it again
+        token = CURRENT_ARRIVAL.set(arrival)
         try:
             status = await self._on_deliver(pdu)
         except Exception:
             log.exception("on_deliver failed; answering ESME_RSYSERR")
             status = Status.ESME_RSYSERR
+        finally:
+            CURRENT_ARRIVAL.reset(token)
         try:
             await session.send(DeliverSmResp(sequence=pdu.sequence, status=status))
         except _LinkLost:
             log.warning("deliver_sm_resp not sent, link lost; the SMSC should redeliver")
+            return
+        self.answers.answered(arrival, self._clock())
+        self._confirm(session)
+
+    def _confirm(self, session: _Session) -> None:
+        """Have the answers written so far confirmed: an enquire_link right after them (one
+        at a time; answers written while it is out get the next one). Its response says the
+        SMSC read them, so it will not send those deliver_sm again."""
+        if session.confirming:
+            session.confirm_again = True
+            return
+        session.confirming = True
+
+        async def confirm() -> None:
+            try:
+                while not session.ended.is_set():
+                    session.confirm_again = False
+                    with contextlib.suppress(TimeoutError, _LinkLost):  # the keep-alive judges the link
+                        await self._request(session, EnquireLink(sequence=self._next_seq()))
+                    if not session.confirm_again:
+                        break
+            finally:
+                session.confirming = False
+
+        self._spawn(confirm())
 
     # ----------------------------------------------------------- helpers
 
     async def _request(self, session: _Session, pdu: Pdu, timeout: float | None = None) -> Pdu:
         fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
         session.pending[pdu.sequence] = fut
+        mark = self.answers.mark(session.bind)  # the answers this request will confirm
         try:
             await session.send(pdu)
-            return await asyncio.wait_for(fut, timeout or self.config.response_timeout_s)
+            resp = await asyncio.wait_for(fut, timeout or self.config.response_timeout_s)
+            self.answers.confirm(session.bind, mark, self._clock())
+            return resp
         finally:
             session.pending.pop(pdu.sequence, None)
 
@@ -431,6 +484,8 @@ class Esme:
         task.add_done_callback(self._workers.discard)
 
     def _report(self, event: LinkEvent) -> None:
+        if isinstance(event, BindFailed):
+            self._failure = event.reason
         if self._on_link is not None:
             try:
                 self._on_link(event)

@@ -3,7 +3,10 @@
 It checks binds, records every submit_sm, answers with a message id, sends delivery
 receipts, injects mobile-originated messages and records what the ESME answered. On
 command it misbehaves the ways real SMSCs do: throttling, rejects, dropped or silent
-links, garbage bytes, restarts. Typical use from an async test::
+links, garbage bytes, restarts. With ``redeliver=True`` it delivers an MO the way SMSCs
+do: until the ESME's answer is read, sending the same deliver_sm again (a new sequence
+number) when its response timer runs out and after a rebind; :meth:`withhold_responses` and
+:meth:`lose_bind_on_responses` make that happen. Typical use from an async test::
 
     async with FakeSmsc(system_id="gw", password="pw") as smsc:
         ... connect an ESME to ("127.0.0.1", smsc.port) ...
@@ -48,6 +51,7 @@ from transports.sms.receipts import MESSAGE_STATE_OF, ReceiptState, format_recei
 from transports.sms.status import Status
 
 log = logging.getLogger(__name__)
+RESPONSE_TIMER_S = 2.5  # how long a redelivering deliver waits for deliver_sm_resp
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class _Conn:
         self.writer = writer
         self.bound = False
         self.pending: dict[int, asyncio.Future[int]] = {}
+        self.held: list[Pdu | FrameError] | None = None  # input read late (withhold_responses)
 
     def send(self, pdu: Pdu) -> None:
         if not self.writer.is_closing():
@@ -108,6 +113,11 @@ class FakeSmsc:
         self.mo_statuses: list[int] = []
         self.receipt_statuses: list[int] = []
         self.generic_nacks: list[GenericNack] = []
+        self.redeliveries: list[DeliverSm] = []  # deliver_sm sent again, unanswered in time
+        self.late_responses = 0  # answers read after their timer ran out: ignored
+        self._withhold = 0
+        self._lose_bind = 0
+        self._timed_out: set[int] = set()  # deliver_sm sent again: their answers come late
         self.enquire_links = 0
         self.submits_seen = 0  # submit_sm received, answered or not (see stop_answering)
         self.silent = False
@@ -165,6 +175,19 @@ class FakeSmsc:
         """Keep reading but answer nothing (not even enquire_link): a dead link."""
         self.silent = silent
 
+    def withhold_responses(self, count: int = 1) -> None:
+        """Read the next ``count`` deliver_sm_resp late: from each, hold all input of its
+        link (later requests too) until the response timer ran out and the deliver_sm was
+        sent again; then read it (the late answer is ignored). As an SMSC whose response
+        timer fires while our answer is stuck on its way. Needs ``redeliver=True``."""
+        self._withhold += count
+
+    def lose_bind_on_responses(self, count: int = 1) -> None:
+        """Lose the next ``count`` deliver_sm_resp with the bind: close the link without
+        reading them, as when a link fails just as the answer is on its way. With
+        ``redeliver=True`` the deliver_sm is sent again after the ESME binds again."""
+        self._lose_bind += count
+
     async def drop_connections(self) -> None:
         for conn in list(self._conns):
             conn.writer.close()
@@ -197,9 +220,43 @@ class FakeSmsc:
 
     # --------------------------------------------------------------- SMSC → ESME
 
-    async def deliver(self, pdu: DeliverSm, timeout: float = 5.0) -> int:
-        """Send one deliver_sm to the latest bound ESME; its deliver_sm_resp status."""
-        return await self.request(pdu, timeout)
+    async def deliver(
+        self,
+        pdu: DeliverSm,
+        timeout: float = 5.0,
+        *,
+        redeliver: bool = False,
+        response_timer_s: float = RESPONSE_TIMER_S,
+    ) -> int:
+        """Send one deliver_sm to the latest bound ESME; its deliver_sm_resp status. With
+        ``redeliver``, send it again (new sequence number, same content) whenever no answer
+        was read within ``response_timer_s`` or the link was lost first, the latter once an
+        ESME is bound again; TimeoutError when no answer was read within ``timeout``."""
+        if not redeliver:
+            return await self.request(pdu, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        stalled: _Conn | None = None
+        while True:
+            await self.wait_until(lambda: bool(self._bound_conns()), deadline - loop.time())
+            conn = self._bound_conns()[-1]
+            seq, fut = self._send_request(conn, pdu)
+            if stalled is not None:  # the copy is out: now read what was held, late
+                self._release(stalled)
+                stalled = None
+            try:
+                return await asyncio.wait_for(fut, min(response_timer_s, max(deadline - loop.time(), 0.0)))
+            except TimeoutError:
+                self._timed_out.add(seq)
+                if loop.time() >= deadline:
+                    raise
+                stalled = conn if conn.held is not None else None
+            except ConnectionError:
+                pass  # the bind was lost before the answer was read
+            finally:
+                conn.pending.pop(seq, None)
+            self.redeliveries.append(pdu)
+            log.info("deliver_sm unanswered: sending it again")
 
     async def request(self, pdu: DeliverSm | EnquireLink | Unbind, timeout: float = 5.0) -> int:
         """Send a request to the latest bound ESME; the status of its answer."""
@@ -207,14 +264,26 @@ class FakeSmsc:
         if not conns:
             raise RuntimeError("no ESME bound")
         conn = conns[-1]
-        seq = self._next_seq()
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        conn.pending[seq] = fut
-        conn.send(replace(pdu, sequence=seq))
+        seq, fut = self._send_request(conn, pdu)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
             conn.pending.pop(seq, None)
+
+    def _send_request(
+        self, conn: _Conn, pdu: DeliverSm | EnquireLink | Unbind
+    ) -> tuple[int, asyncio.Future[int]]:
+        seq = self._next_seq()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        conn.pending[seq] = fut
+        conn.send(replace(pdu, sequence=seq))
+        return seq, fut
+
+    def _release(self, conn: _Conn) -> None:
+        """Read the input held since a withheld response, in order."""
+        held, conn.held = conn.held or [], None
+        for item in held:
+            self._on_item(conn, item)
 
     async def inject_mo(
         self,
@@ -225,11 +294,13 @@ class FakeSmsc:
         coding: int = 0,
         split: Split = "udh",
         timeout: float = 5.0,
+        redeliver: bool = False,
     ) -> list[int]:
-        """Send ``text`` as MO, in several parts when long; deliver_sm_resp statuses."""
+        """Send ``text`` as MO, in several parts when long; deliver_sm_resp statuses.
+        ``redeliver``: see :meth:`deliver`."""
         self._mo_ref = (self._mo_ref + 1) % 256
         statuses = [
-            await self.deliver(pdu, timeout)
+            await (self.deliver(pdu, timeout, redeliver=True) if redeliver else self.deliver(pdu, timeout))
             for pdu in mo_pdus(source, dest, text, coding=coding, split=split, ref=self._mo_ref)
         ]
         self.mo_statuses.extend(statuses)
@@ -263,7 +334,19 @@ class FakeSmsc:
             writer.close()
 
     def _on_item(self, conn: _Conn, item: Pdu | FrameError) -> None:
+        if conn.held is not None:
+            conn.held.append(item)
+            return
         match item:
+            case DeliverSmResp() if item.sequence in conn.pending and self._lose_bind:
+                self._lose_bind -= 1  # lost with the bind: never read
+                conn.bound = False
+                conn.writer.close()
+                return
+            case DeliverSmResp() if item.sequence in conn.pending and self._withhold:
+                self._withhold -= 1  # read late: the timer runs out first
+                conn.held = [item]
+                return
             case DeliverSmResp() | EnquireLinkResp() | UnbindResp() | GenericNack() if (
                 item.sequence in conn.pending
             ):
@@ -273,6 +356,10 @@ class FakeSmsc:
                 return
             case GenericNack():
                 self.generic_nacks.append(item)
+                return
+            case DeliverSmResp() if item.sequence in self._timed_out:
+                self._timed_out.discard(item.sequence)
+                self.late_responses += 1  # its timer ran out and it was sent again: ignored
                 return
             case EnquireLink():
                 self.enquire_links += 1

@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.addressing import E164, AddressError, BareJid
@@ -48,7 +49,7 @@ from gateway.transport import (
 )
 from transports.sms import numbers
 from transports.sms.encoding import MessageTooLong, encode_within
-from transports.sms.esme import Esme
+from transports.sms.esme import CURRENT_ARRIVAL, Esme
 from transports.sms.esme_types import BindFailed, Bound, EsmeConfig, LinkEvent, Unbound
 from transports.sms.pdu import DeliverSm, SubmitSm
 from transports.sms.reassembly import Message, Part, Reassembler, assemble, part_from_deliver
@@ -60,6 +61,7 @@ from transports.sms.receipts import (
     normalise_message_id,
     parse_receipt,
 )
+from transports.sms.redelivery import Arrival, may_be_redelivery
 from transports.sms.status import Status
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,19 @@ MO_DUPLICATE_WINDOW_S = 300.0
 PRUNE_EVERY_S = 3600.0  # how often counts, sightings and receipt-less parts are forgotten
 EARLY_RECEIPTS_KEPT = 10000
 RETRYING_KEPT = 10000  # MO messages whose hand-over failed, remembered for their redelivery
+SIGHTINGS_KEPT = 10000  # MO messages taken, with how their answer went (beyond: the database's)
 REACHABLE = Presence(Show.AVAILABLE, "reachable by SMS")
 UNLIMITED = Quota(10**9, 10**9, 10**12)
+
+
+@dataclass(slots=True)
+class Sighting:
+    """An MO message taken: when (wall clock), how its deliver_sm came and was answered (None
+    without an ESME), and whether its row in ``seen`` is still there."""
+
+    at: float
+    arrival: Arrival | None
+    stored: bool = False
 
 
 def relative_validity(seconds: int) -> str:
@@ -125,6 +138,8 @@ class SmsTransport:
         self._early: dict[str, Receipt] = {}
         self._stopping = False
         self._retrying: dict[str, float] = {}  # MO de-dup key -> first arrival, hand-over failed
+        self._last_take = 0.0  # when the last MO message was taken (its event key's stamp)
+        self._sightings: dict[str, Sighting] = {}  # MO de-dup key -> the latest copy taken, oldest first
         # parts the SMSC accepted not yet recorded, or with an early receipt not yet applied
         self._unrecorded: dict[tuple[str, int], tuple[SentPart, float]] = {}
 
@@ -144,6 +159,10 @@ class SmsTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
         await self.esme.close()
+        try:  # the unbind confirmed the last answers: their sightings can go
+            await self._forget_confirmed(self.clock())
+        except Exception as exc:
+            log.info("sightings of confirmed MO not forgotten (%s): a repeat may be dropped", exc)
 
     def _on_link(self, event: LinkEvent) -> None:
         match event:
@@ -154,8 +173,8 @@ class SmsTransport:
                 self.link = "unbound"
                 log.log(logging.INFO if self._stopping else logging.WARNING, "SMSC link down: %s", reason)
             case BindFailed(reason=reason):
-                self.link = "bind failed"
-                log.error("SMSC bind failed: %s", reason)
+                self.link = "bind failed"  # the ESME logs it once, with the next retry
+                log.debug("SMSC bind failed: %s", reason)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -519,29 +538,72 @@ class SmsTransport:
     async def _take_once(self, key: str, now: float, event: Callable[[str], NetworkEvent]) -> bool:
         """Hand an MO message over once; False for a redelivery of one already taken.
 
-        Its de-dup marker is committed *after* the message. (Before, a crash or a refused
-        write between the marker and the message made the SMSC's redelivery look like a
-        duplicate: the message was lost.) A crash between the message and the marker makes
-        the redelivery a second copy instead, a PDU in flight at the crash. While handing a
-        message over fails, its redeliveries reuse the event key of the first try, so a
-        hand-over that was partly stored is not stored twice.
+        A message with the same content (``key``) as one taken is a redelivery only when
+        the SMSC may not have had our answer to that one (:func:`may_be_redelivery`): a
+        person sending the same text again is a new message. Its de-dup marker is
+        committed *after* the message. (Before, a crash or a refused write between the
+        marker and the message made the SMSC's redelivery look like a duplicate: the
+        message was lost.) A crash between the message and the marker makes the redelivery
+        a second copy instead, a PDU in flight at the crash. While handing a message over
+        fails, its redeliveries reuse the event key of the first try, so a hand-over that
+        was partly stored is not stored twice; two messages with the same text get two keys
+        (the bridge stores one message per key).
         """
         assert self.sink is not None
+        arrival = CURRENT_ARRIVAL.get()
         first = self._retrying.get(key)
         if first is None:
-            if not await self._not_seen(key, now):
+            if await self._redelivered(key, now, arrival):
+                await self._sighted(key, now, arrival)  # this copy's answer is the one that counts now
                 return False
-            first = now
+            first = self._last_take = max(now, self._last_take + 1e-6)  # unique per message
         self._retrying[key] = first
         while len(self._retrying) > RETRYING_KEPT:  # the oldest then gets a new key: at worst a copy
             del self._retrying[next(iter(self._retrying))]
-        await self.sink(event(f"{key}:{first:.0f}"))
+        await self.sink(event(f"{key}:{first:.6f}"))
         self._retrying.pop(key, None)
+        await self._sighted(key, now, arrival)
+        return True
+
+    async def _redelivered(self, key: str, now: float, arrival: Arrival | None) -> bool:
+        """Whether the message ``key`` arriving now may be the SMSC sending again one taken
+        within MO_DUPLICATE_WINDOW_S. Without the ESME's account of both (a sighting from
+        before this process, or a message not from the ESME), any within the window is."""
+        seen = self._sightings.get(key)
+        if seen is None:
+            return not await self._not_seen(key, now)
+        if now - seen.at > MO_DUPLICATE_WINDOW_S:
+            return False
+        if seen.arrival is None or arrival is None:
+            return True
+        return may_be_redelivery(seen.arrival, arrival)
+
+    async def _sighted(self, key: str, now: float, arrival: Arrival | None) -> None:
+        """Remember the message ``key`` taken now (in memory, and in ``seen`` for a restart)."""
+        self._sightings.pop(key, None)  # re-inserted last: the dict stays oldest first
+        self._sightings[key] = sighting = Sighting(now, arrival)
+        while len(self._sightings) > SIGHTINGS_KEPT:  # then the database's sighting decides
+            del self._sightings[next(iter(self._sightings))]
         try:
-            await self.store.sms.first_time(key, now, MO_DUPLICATE_WINDOW_S)
+            await self.store.sms.mark_seen(key, now)
+            sighting.stored = True
         except sqlite3.Error as exc:  # the message is stored: a late redelivery would be a copy
             log.warning("MO de-dup marker not recorded (%s)", exc)
-        return True
+
+    async def _forget_confirmed(self, now: float) -> None:
+        """Forget the sightings whose answer the SMSC confirmed in time (nothing will send
+        those again, so a restarted gateway must take the same text as a new message) and
+        those past the window."""
+        done: dict[str, Sighting] = {}
+        for key, sighting in list(self._sightings.items()):
+            if now - sighting.at > MO_DUPLICATE_WINDOW_S:
+                del self._sightings[key]
+            elif sighting.stored and sighting.arrival is not None and sighting.arrival.confirmed_in_time:
+                done[key] = sighting
+        if done:
+            await self.store.sms.forget_seen([(key, sighting.at) for key, sighting in done.items()])
+            for sighting in done.values():
+                sighting.stored = False
 
     async def _not_seen(self, key: str, now: float) -> bool:
         """Whether ``key`` was not marked in the last MO_DUPLICATE_WINDOW_S, without marking
@@ -560,6 +622,10 @@ class SmsTransport:
                 await self._expire(self.clock())
             except Exception:
                 log.exception("delivering an incomplete multi-part SMS failed")
+            try:
+                await self._forget_confirmed(self.clock())
+            except Exception:
+                log.exception("forgetting confirmed MO sightings failed")
             try:
                 await self._record_unrecorded()
             except Exception:
