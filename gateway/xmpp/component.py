@@ -311,6 +311,7 @@ class GatewayComponent(ComponentXMPP):
 
     def _on_disconnected(self, reason: object) -> None:
         self.online.clear()
+        self.grants = privilege.Grants()  # granted per stream: the next one grants again
         if self._stream_gone is not None and not self._stream_gone.done():
             self._stream_gone.set_result(None)  # pings waiting on that stream fail now
         was_up, error = self._up, self._stream_error

@@ -117,3 +117,15 @@ async def test_a_carbon_is_wrapped_in_the_namespace_the_server_granted_in() -> N
     path = f"{{urn:xmpp:privilege:1}}privilege/{{urn:xmpp:forward:0}}forwarded/{CLIENT}message/{SENT}"
     inner = outer.find(path)
     assert inner is not None and inner.findtext(f"{CLIENT}body") == "hi"
+
+
+async def test_grants_end_with_their_stream() -> None:
+    """A server grants privileges per component stream: after a disconnection the gateway
+    uses none until the new stream grants them again (an operator may have withdrawn one
+    and restarted the server)."""
+    comp = component()
+    comp.grants = grant("outgoing")
+    comp.closing = True  # no reconnection is scheduled by this test
+    comp._on_disconnected(None)
+    assert not comp.grants.can_send_as_user("example.test")
+    assert not comp.grants.can_set_roster("example.test")
