@@ -4,7 +4,12 @@ the operator plays the phones and the MSN users, and sees what each received."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
 import sys
+from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -97,3 +102,110 @@ async def test_the_playground_plays_msn_users_and_phones_from_the_terminal() -> 
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ---- the demo run the ways the README says: any stdin, to its end, or stopped by a signal
+
+LONG_TEXT = " ".join(f"word{i}" for i in range(40))  # 233 characters: two SMS parts
+SCRIPT = f"msn bob {LONG_TEXT}\nsms @bob got it\nsms /who\nsms /who\n"
+
+
+async def run_demo(stdin: int | IO[bytes], script: bytes | None = None) -> tuple[int, list[str], str]:
+    """Run the whole demo (story and playground) with ``stdin``; its exit code, stdout
+    lines and stderr. ``script`` is written to a pipe at once and the pipe closed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.devtools.demo",
+        stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(200):
+            out, err = await proc.communicate(script)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode().splitlines(), err.decode()
+
+
+def assert_clean_end(code: int, lines: list[str], err: str) -> None:
+    text = "\n".join(lines)
+    assert "Traceback" not in text + err, text + err
+    assert code == 0, text + err
+    assert lines[-2] == "End of input: stopping."
+    assert re.fullmatch(r"Stopped; /\S+ removed\.", lines[-1])
+
+
+def assert_story_says_what_happens(lines: list[str]) -> None:
+    """/who's answer comes after the text that asked for it; the away-grace pause is
+    announced; every phone number is written +E.164 (short codes as they are)."""
+    who = next(i for i, line in enumerate(lines) if "sends SMS to 2020: /who" in line)
+    assert lines[who].startswith(f"alice's phone {ALICE_PHONE} |")
+    assert lines[who + 1].endswith("SMS from 2020: Online: Bob"), lines[who : who + 2]
+    pause = next(i for i, line in enumerate(lines) if "a pause of up to" in line)
+    assert "away" in lines[pause]
+    assert lines[pause + 1].endswith("SMS from 2020: Bob: Are you coming tonight?")
+    assert not re.findall(r"(?<![+\d])33\d{9}", "\n".join(lines))  # no number without its +
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", ["file", "pipe"])
+async def test_a_script_on_stdin_is_played_to_the_end_and_answered(kind: str, tmp_path: Path) -> None:
+    if kind == "file":
+        script = tmp_path / "script.txt"
+        script.write_text(SCRIPT)
+        with script.open("rb") as stdin:
+            code, lines, err = await run_demo(stdin)
+    else:
+        code, lines, err = await run_demo(asyncio.subprocess.PIPE, SCRIPT.encode())
+    assert_clean_end(code, lines, err)
+    assert_story_says_what_happens(lines)
+    played = lines[lines.index(f"> msn bob {LONG_TEXT}") :]
+    # Alice is away: Bob's long MSN message reaches her phone as two SMS parts, shown as one
+    assert played[1] == f"[phone {ALICE_PHONE}] SMS from 2020: Bob: {LONG_TEXT}", played
+    assert played[2:4] == ["> sms @bob got it", f"[msn {BOB_MSN}] message from alice@escargot.test: got it"]
+    assert played.count("> sms /who") == 2  # each line played; a reply that does not come is not waited for
+
+
+@pytest.mark.timeout(240)
+async def test_the_demo_with_nothing_on_stdin_plays_the_story_and_exits() -> None:
+    code, lines, err = await run_demo(asyncio.subprocess.DEVNULL)
+    assert_clean_end(code, lines, err)
+    assert any("SMS from 2020: Online: Bob" in line for line in lines)
+
+
+@pytest.mark.timeout(240)
+async def test_sigterm_stops_the_demo_its_prosody_and_removes_its_temp_dir() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.devtools.demo",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    demo = Demo(proc)
+    prosody_pid = 0
+    try:
+        await demo.until("msn <buddy> <text>", timeout=120)  # the playground is up; stdin stays open
+        world = next(m for line in demo.lines if (m := re.search(r"world in (\S+), Prosody pid (\d+)", line)))
+        directory, prosody_pid = Path(world[1]), int(world[2])
+        assert directory.is_dir() and prosody_running(prosody_pid, directory)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, out.decode() + err.decode()
+        assert "Traceback" not in out.decode() + err.decode()
+        assert not prosody_running(prosody_pid, directory)
+        assert not directory.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if prosody_pid and prosody_running(prosody_pid, None):
+            os.kill(prosody_pid, signal.SIGKILL)  # do not leave it behind when the test fails
+
+
+def prosody_running(pid: int, directory: Path | None) -> bool:
+    """Process ``pid`` is a Prosody (of ``directory``'s world, when given)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "prosody" in cmdline and (directory is None or str(directory) in cmdline)
