@@ -15,24 +15,34 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import secrets
+import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
+from gateway.bridge import AWAY_GRACE_S
 from gateway.config import Config, parse
 from gateway.devtools.prosody import ComponentSpec, Prosody
 from gateway.storage import create_key_file
+from transports.sms.mt import TON_INTERNATIONAL
+from transports.sms.reassembly import Message, Reassembler, assemble, part_from_deliver
 
 DOMAIN = "demo.test"
 ALICE_PHONE = "+33612345678"
 BOB_PHONE = "+33698765432"
 CAROL_PHONE = "+33611223344"
 ALICE_MSN, BOB_MSN, CAROL_MSN = "alice@escargot.test", "bob@escargot.test", "carol@escargot.test"
+SETTLE_S = 2.0  # a scripted line's replies are in once the world was this long quiet...
+REPLY_WAIT_MAX_S = AWAY_GRACE_S + 12.0  # ...or this long passed (MSN → an away Alice waits the grace)
+PART_TIMEOUT_S = 30.0  # a phone shows a long SMS whose parts never all came after this long
 
 
 def msn_users() -> list[dict[str, Any]]:
@@ -55,8 +65,8 @@ def msn_users() -> list[dict[str, Any]]:
 class Transcript:
     """Lines as each party saw them."""
 
-    def __init__(self, out: Callable[[str], None] = print) -> None:
-        self.out = out
+    def __init__(self, out: Callable[[str], None] | None = None) -> None:
+        self.out = out or _say  # flushed: a reader of a pipe sees each line as it is said
         self.lines: list[str] = []
 
     def say(self, who: str, text: str) -> None:
@@ -66,6 +76,88 @@ class Transcript:
 
     def section(self, title: str) -> None:
         self.out(f"\n== {title} ==")
+
+    def note(self, text: str) -> None:
+        """What is happening while nobody receives anything (a pause would look like a hang)."""
+        self.out(f"{'':>22}   ({text})")
+
+
+def shown_number(addr: str, ton: int) -> str:
+    """A number as a phone shows it: ``+`` and E.164 for an international one (SMPP sends
+    it without the ``+``), a short code such as the service number as is."""
+    return f"+{addr}" if ton == TON_INTERNATIONAL and not addr.startswith("+") else addr
+
+
+@dataclass(frozen=True)
+class Sms:
+    """One text as the receiving phone shows it, numbers as :func:`shown_number` writes them."""
+
+    source: str
+    destination: str
+    text: str
+
+
+class Phones:
+    """What the phones received from the fake SMSC: every accepted submit_sm, with the
+    parts of a long SMS put back together by the gateway's own reassembly code (a handset
+    does the same: the concatenation header is never shown as text)."""
+
+    def __init__(self, smsc: Any) -> None:
+        self.smsc = smsc
+        self.seen = len(smsc.submits)
+        self.received: list[Sms] = []
+        self._long = Reassembler(PART_TIMEOUT_S)
+        self._numbers: dict[tuple[str, str], tuple[str, str]] = {}  # SMPP addresses → shown
+
+    def poll(self) -> list[Sms]:
+        """The texts completed since the last call (also kept in :attr:`received`)."""
+        now = time.monotonic()
+        done: list[Message] = []
+        for submit in self.smsc.submits[self.seen :]:
+            if submit.status != 0:
+                continue  # refused by the SMSC: no phone got it
+            pdu = submit.pdu
+            self._numbers[(pdu.source_addr, pdu.destination_addr)] = (
+                shown_number(pdu.source_addr, pdu.source_addr_ton),
+                shown_number(pdu.destination_addr, pdu.dest_addr_ton),
+            )
+            part = part_from_deliver(pdu, now)
+            # a one-part SMS goes straight through: the reassembler would take the same
+            # text sent again (a second /who answer) for a redelivered part
+            message = assemble([part]) if part.total == 1 else self._long.add(part)
+            if message is not None:
+                done.append(message)
+        self.seen = len(self.smsc.submits)
+        done += self._long.expire(now)
+        new = [self._shown(m) for m in done]
+        self.received += new
+        return new
+
+    @property
+    def pending(self) -> bool:
+        """Parts of a long SMS are waiting for the rest."""
+        return bool(self._long.pending_parts())
+
+    def _shown(self, message: Message) -> Sms:
+        source, destination = self._numbers.get(
+            (message.source, message.destination), (message.source, message.destination)
+        )
+        return Sms(source, destination, message.text)
+
+    async def next_to(self, number: str, since: int, timeout: float = 15) -> Sms:
+        """The first text to ``number`` among those received after the first ``since``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self.poll()
+                for sms in self.received[since:]:
+                    if sms.destination == number:
+                        return sms
+                await asyncio.sleep(0.1)
+
+    def mark(self) -> int:
+        """A ``since`` for :meth:`next_to`: what came before now does not count."""
+        self.poll()
+        return len(self.received)
 
 
 class World:
@@ -128,8 +220,8 @@ class World:
         )
         create_key_file(self.config.storage.key_file)
         self.gateway = Gateway(self.config)
+        self._stops.append(self.gateway.stop)  # first: a stop during its start stops what it started
         bridge = await self.gateway.start()
-        self._stops.append(self.gateway.stop)
         await asyncio.wait_for(bridge.components["sms"].online.wait(), 15)
         await asyncio.wait_for(bridge.components["msn"].online.wait(), 15)
 
@@ -148,45 +240,44 @@ async def story(world: World) -> None:
     from slixmpp.exceptions import IqError
 
     from gateway.devtools.client import DemoUser
-    from transports.sms.encoding import decode_text
     from transports.sms.fake_smsc import FakeSmsc
 
     t = world.t
     smsc: FakeSmsc = world.smsc
+    phones = Phones(smsc)
     sms = f"sms.{DOMAIN}"
     alice = DemoUser(f"alice@{DOMAIN}/laptop", "demo", world.prosody.c2s_port)
     await alice.online()
     try:
         t.section("Alice links her mobile number to her XMPP account")
+        since = phones.mark()
         try:
             await alice.register(sms, phone="0612345678")
         except IqError as exc:
             t.say("alice (XMPP)", f"gateway says: {exc.iq['error']['text']}")
-        code_sms = (await smsc.wait_for_submits(1, timeout=15))[-1]
-        text = decode_text(code_sms.short_message, code_sms.pdu.data_coding).text
-        t.say(f"alice's phone {ALICE_PHONE}", f"SMS from {code_sms.source_addr}: {text}")
-        code = text.split("code is ")[1][:6]
+        code_sms = await phones.next_to(ALICE_PHONE, since)
+        t.say(f"alice's phone {ALICE_PHONE}", f"SMS from {code_sms.source}: {code_sms.text}")
+        code = code_sms.text.split("code is ")[1][:6]
         await alice.register(sms, phone="0612345678", code=code)
         t.say("alice (XMPP)", "registration accepted")
         await alice.accept_gateway(sms)
 
         t.section("Alice texts Bob's phone from her XMPP client")
-        before = len(smsc.submits)
+        since = phones.mark()
         alice.send_message(mto=JID(f"{BOB_PHONE}@{sms}"), mbody="Hi Bob! Dinner at 8? 🍝", mtype="chat")
-        submit = (await smsc.wait_for_submits(before + 1, timeout=15))[-1]
-        body = decode_text(submit.short_message, submit.pdu.data_coding).text
-        t.say(f"bob's phone {BOB_PHONE}", f"SMS from +{submit.source_addr}: {body}")
+        got = await phones.next_to(BOB_PHONE, since)
+        t.say(f"bob's phone {BOB_PHONE}", f"SMS from {got.source}: {got.text}")
 
         t.section("Bob answers by SMS; it reaches Alice's XMPP client")
         await smsc.inject_mo(BOB_PHONE[1:], ALICE_PHONE[1:], "Sure, see you there!")
         msg = await alice.next_message(from_bare=f"{BOB_PHONE}@{sms}")
         t.say("alice (XMPP)", f"message from {msg['from'].bare}: {msg['body']}")
-        await msn_story(world, alice)
+        await msn_story(world, alice, phones)
     finally:
         await alice.close()
 
 
-async def msn_story(world: World, alice: Any) -> None:
+async def msn_story(world: World, alice: Any, phones: Phones) -> None:
     """XMPP ↔ MSN, then MSN → SMS while Alice is away, the SMS reply, /who, a merged buddy."""
     from slixmpp import JID
 
@@ -194,7 +285,6 @@ async def msn_story(world: World, alice: Any) -> None:
     from transports.msn.client import MsnSession, SessionConfig, SessionEvent
     from transports.msn.ns_events import PersonalMessageChanged
     from transports.msn.sb import MessageReceived
-    from transports.sms.encoding import decode_text
 
     t, smsc, msn_jid = world.t, world.smsc, f"msn.{DOMAIN}"
     bob_events: asyncio.Queue[SessionEvent] = asyncio.Queue()
@@ -213,13 +303,9 @@ async def msn_story(world: World, alice: Any) -> None:
                 if isinstance(event, kind) and check(event):
                     return event
 
-    def phone_texts(since: int, number: str) -> list[Any]:
-        return [s for s in smsc.submits[since:] if s.destination_addr == number.lstrip("+") and s.status == 0]
-
-    async def phone_gets(since: int, number: str) -> str:
-        await smsc.wait_until(lambda: bool(phone_texts(since, number)), 15)
-        s = phone_texts(since, number)[0]
-        return f"SMS from {s.source_addr}: {decode_text(s.short_message, s.pdu.data_coding).text}"
+    async def phone_gets(since: int, number: str, timeout: float = 15) -> str:
+        got = await phones.next_to(number, since, timeout)
+        return f"SMS from {got.source}: {got.text}"
 
     try:
         t.section("Alice adds her MSN account; her MSN buddies join her roster")
@@ -247,17 +333,23 @@ async def msn_story(world: World, alice: Any) -> None:
         alice.send_presence(pto=msn_jid, ptype="unavailable")
         psm = await bob_gets(PersonalMessageChanged, lambda e: e.handle == ALICE_MSN and bool(e.text))
         t.say("bob (MSN)", f"Alice is online, personal message: {psm.text!r}")
-        before = len(smsc.submits)
+        since = phones.mark()
         await bob.send_message(ALICE_MSN, "Are you coming tonight?")
-        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(before, ALICE_PHONE))
+        t.note(
+            f"Bob writes to Alice on MSN. The gateway texts her phone only once she has been away"
+            f" {AWAY_GRACE_S:.0f} s, so that a client reconnecting is not taken for her leaving:"
+            f" a pause of up to {AWAY_GRACE_S:.0f} s"
+        )
+        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(since, ALICE_PHONE, 15 + AWAY_GRACE_S))
 
         t.section("Alice answers from her phone; the reply reaches Bob on MSN")
         await smsc.inject_mo(ALICE_PHONE[1:], "2020", "Yes! Leaving now.")
         got = await bob_gets(MessageReceived)
         t.say("bob (MSN)", f"message from {got.sender}: {got.text}")
-        before = len(smsc.submits)
+        since = phones.mark()
+        t.say(f"alice's phone {ALICE_PHONE}", "sends SMS to 2020: /who  (who is online?)")
         await smsc.inject_mo(ALICE_PHONE[1:], "2020", "/who")
-        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(before, ALICE_PHONE))
+        t.say(f"alice's phone {ALICE_PHONE}", await phone_gets(since, ALICE_PHONE))
 
         t.section("Alice is back at her PC: what her phone got and sent is in her XMPP client")
         alice.send_presence()
@@ -273,10 +365,10 @@ async def msn_story(world: World, alice: Any) -> None:
         assert sub is not None
         await store.link_phone(sub.id, "msn", CAROL_MSN, CAROL_PHONE)  # as `passerelle contact link` does
         await asyncio.sleep(1.0)
-        before = len(smsc.submits)
+        since = phones.mark()
         alice.send_message(mto=JID(carol_jid), mbody="Carol, are you there?", mtype="chat")
         t.say(
-            f"carol's phone {CAROL_PHONE}", await phone_gets(before, CAROL_PHONE) + "  (Carol is not on MSN)"
+            f"carol's phone {CAROL_PHONE}", await phone_gets(since, CAROL_PHONE) + "  (Carol is not on MSN)"
         )
         await smsc.inject_mo(CAROL_PHONE[1:], ALICE_PHONE[1:], "On my way!")
         msg = await alice.next_message(from_bare=carol_jid)
@@ -422,55 +514,180 @@ async def kept_while_away(alice: Any, sender: str) -> tuple[str, tuple[str, str]
     return body, carbon
 
 
-async def playground(world: World) -> None:
-    """Stay up: print how to log in, and let the terminal play the phones and MSN users."""
-    from transports.sms.encoding import decode_text
+class Console:
+    """The playground's output, and when its last line was printed: a scripted line is
+    answered once the world has been quiet a while (see :func:`settle`)."""
 
-    smsc = world.smsc
-    players = MsnPlayers(world)
-    await players.start()
-    print("\n== The world stays up: try it yourself ==")
-    print(f"XMPP server: 127.0.0.1 port {world.prosody.c2s_port}, no TLS, plain auth")
-    print(f"Account: alice@{DOMAIN}  password: demo   (also bob@{DOMAIN} / demo)")
-    print(f"MSN: {BOB_MSN} and {CAROL_MSN} are online, in Alice's roster via msn.{DOMAIN}")
-    print(f"Text a phone from XMPP: write to {BOB_PHONE}@sms.{DOMAIN}")
-    print("While no XMPP client of Alice's is online, MSN messages reach her phone by SMS.")
-    print(PLAY_HELP + "\n", flush=True)
-    seen = len(smsc.submits)
+    def __init__(self, write: Callable[[str], None] = _say) -> None:
+        self.write = write
+        self.last_at = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.write(text)
+        self.last_at = time.monotonic()
+
+
+def read_lines(fd: int, deliver: Callable[[str | None], None]) -> None:
+    """Read ``fd`` to its end in the calling thread, giving ``deliver`` each line, then None.
+
+    Plain blocking reads work on a terminal, a pipe, a regular file and ``/dev/null``
+    alike; asyncio's pipe transport refuses the last two. A read error (stdin closed) is
+    the end of the input.
+    """
+    pending = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                deliver(line.decode(errors="replace"))
+    except OSError:
+        pass
+    finally:
+        if pending:
+            deliver(pending.decode(errors="replace"))
+        deliver(None)
+
+
+def stdin_lines(fd: int = 0) -> asyncio.Queue[str | None]:
+    """The lines of ``fd`` as they come, then None, read by a daemon thread (a read
+    blocked on a terminal must not keep the demo from exiting)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def deliver(line: str | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the demo is exiting
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+
+    threading.Thread(target=read_lines, args=(fd, deliver), name="demo-stdin", daemon=True).start()
+    return queue
+
+
+def print_new_sms(phones: Phones, out: Callable[[str], None]) -> None:
+    for sms in phones.poll():
+        out(f"[phone {sms.destination}] SMS from {sms.source}: {sms.text}")
+
+
+async def settle(
+    world: World, phones: Phones, console: Console, quiet: float = SETTLE_S, limit: float = REPLY_WAIT_MAX_S
+) -> None:
+    """Wait for the replies a line triggered: until the gateway's outbox has been empty, no
+    long SMS has waited for parts and nothing was printed for ``quiet`` s; at most
+    ``limit`` s, so that a reply that never comes does not hold the demo up."""
+    assert world.gateway is not None and world.gateway.store is not None
+    store = world.gateway.store
+    start = idle_since = time.monotonic()
+    while True:
+        print_new_sms(phones, console)
+        now = time.monotonic()
+        if phones.pending or await store.outbox_items(limit=1):
+            idle_since = now
+        if now - max(idle_since, console.last_at) >= quiet:
+            return
+        if now - start >= limit:
+            console(f"(no end to the replies after {limit:.0f} s: going on)")
+            return
+        await asyncio.sleep(0.1)
+
+
+async def playground(world: World, fd: int = 0) -> None:
+    """Stay up: print how to log in, and let ``fd`` (stdin) play the phones and MSN users
+    until its end. A script (stdin not a terminal) is echoed line by line, and each line's
+    replies are waited for before the next line, and before exiting."""
+    console = Console()
+    phones = Phones(world.smsc)
+    players = MsnPlayers(world, console)
+    await players.start()
+    console("\n== The world stays up: try it yourself ==")
+    console(f"XMPP server: 127.0.0.1 port {world.prosody.c2s_port}, no TLS, plain auth")
+    console(f"Account: alice@{DOMAIN}  password: demo   (also bob@{DOMAIN} / demo)")
+    console(f"MSN: {BOB_MSN} and {CAROL_MSN} are online, in Alice's roster via msn.{DOMAIN}")
+    console(f"Text a phone from XMPP: write to {BOB_PHONE}@sms.{DOMAIN}")
+    console(
+        f"While no XMPP client of Alice's is online, MSN messages reach her phone by SMS "
+        f"(once she has been away {AWAY_GRACE_S:.0f} s)."
+    )
+    console(PLAY_HELP + "\n")
+    scripted = not os.isatty(fd)
+    lines = stdin_lines(fd)
 
     async def show_sms() -> None:
-        nonlocal seen
         while True:
             await asyncio.sleep(0.2)
-            for s in smsc.submits[seen:]:
-                text = decode_text(s.short_message, s.pdu.data_coding).text
-                print(f"[phone +{s.destination_addr}] SMS from {s.source_addr}: {text}", flush=True)
-            seen = len(smsc.submits)
+            print_new_sms(phones, console)
 
     printer = asyncio.ensure_future(show_sms())
     try:
-        while raw := await reader.readline():
-            await play(world, players, raw.decode(errors="replace"))
+        while (line := await lines.get()) is not None:
+            if not line.strip():
+                continue
+            if scripted:
+                console(f"> {line}")
+            await play(world, players, line, console)
+            if scripted:
+                await settle(world, phones, console)
+        if not scripted:
+            await settle(world, phones, console)
+        console("End of input: stopping.")
     finally:
         printer.cancel()
         await players.close()
 
 
+async def run(world: World, story_only: bool) -> None:
+    """Start the world, play the story, then the playground."""
+    await world.start()
+    pid = world.prosody.process.pid if world.prosody.process else "?"
+    _say(f"(world in {world.dir}, Prosody pid {pid}: both go when the demo stops)")
+    await story(world)
+    if not story_only:
+        await playground(world)
+
+
+async def until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Run ``work`` until it ends or ``stop`` is set; then cancel it, again should some
+    cleanup swallow the cancellation, until it has ended. Its errors are raised unless it
+    was stopped."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+    if not (stop.is_set() and task.cancelled()):
+        task.result()
+
+
+def _stop_requested(signum: int, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        _say(f"\n{signal.Signals(signum).name}: stopping the gateway, the fakes and Prosody...")
+        stop.set()
+
+
 async def main_async(story_only: bool) -> int:
+    """The demo; 0 when it ended as asked: the story done (``story_only``), the end of the
+    input, or SIGINT (Ctrl-C) / SIGTERM. Everything it started is stopped and its temp
+    directory removed in every case."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("slixmpp").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="passerelle-demo-") as tmp:
-        world = World(Path(tmp), Transcript())
-        try:
-            await world.start()
-            await story(world)
-            if not story_only:
-                await playground(world)
-        finally:
-            await world.stop()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, _stop_requested, signum, stop)
+    try:
+        with tempfile.TemporaryDirectory(prefix="passerelle-demo-") as tmp:
+            world = World(Path(tmp), Transcript())
+            try:
+                await until_stopped(run(world, story_only), stop)
+            finally:
+                await world.stop()
+        _say(f"Stopped; {tmp} removed.")
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
     return 0
 
 

@@ -117,5 +117,5 @@ async def test_demo_story_runs_non_interactively() -> None:
     assert "alice's phone +33612345678 | SMS from 2020: Bob: Are you coming tonight?" in text
     assert "bob (MSN) | message from alice@escargot.test: Yes! Leaving now." in text
     assert "SMS from 2020: Online: Bob" in text
-    assert "carol's phone +33611223344 | SMS from 33612345678: Carol, are you there?" in text
+    assert "carol's phone +33611223344 | SMS from +33612345678: Carol, are you there?" in text
     assert "message from carol\\40escargot.test@msn.demo.test: On my way!" in text

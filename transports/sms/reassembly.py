@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from transports.sms.encoding import decode_text
-from transports.sms.pdu import DeliverSm, Tag
+from transports.sms.pdu import ShortMessage, Tag
 
 ESM_UDHI = 0x40
 
@@ -100,8 +100,9 @@ def parse_udh(data: bytes) -> Udh | None:
     return found
 
 
-def split_user_data(pdu: DeliverSm) -> tuple[bytes, Udh | None]:
-    """The message bytes of ``pdu`` (payload TLV preferred) and its UDH if flagged."""
+def split_user_data(pdu: ShortMessage) -> tuple[bytes, Udh | None]:
+    """The message bytes of ``pdu`` (payload TLV preferred) and its UDH if flagged (a
+    deliver_sm, or a submit_sm as the fake SMSC's phones receive it)."""
     payload_tlv = pdu.tlv(Tag.MESSAGE_PAYLOAD)
     data = payload_tlv.value if payload_tlv is not None else pdu.short_message
     if not pdu.esm_class & ESM_UDHI:
@@ -112,7 +113,7 @@ def split_user_data(pdu: DeliverSm) -> tuple[bytes, Udh | None]:
     return data[udh.length :], udh
 
 
-def part_from_deliver(pdu: DeliverSm, now: float) -> Part:
+def part_from_deliver(pdu: ShortMessage, now: float) -> Part:
     """The :class:`Part` a deliver_sm carries; a message in one piece is part 1 of 1."""
     body, udh = split_user_data(pdu)
     reference, total, seq = 0, 1, 1
