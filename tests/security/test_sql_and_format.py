@@ -18,7 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = [p for d in ("gateway", "transports") for p in sorted((ROOT / d).rglob("*.py"))]
 # development tools that start processes on purpose; not part of the running gateway
-NOT_RUNTIME = {ROOT / "gateway/devtools/prosody.py", ROOT / "gateway/devtools/demo.py"}
+# development tools that start test servers as processes (never imported by `passerelle run`)
+NOT_RUNTIME = {
+    ROOT / "gateway/devtools/prosody.py",
+    ROOT / "gateway/devtools/ejabberd.py",
+    ROOT / "gateway/devtools/demo.py",
+}
 
 SQL_CALLS = {"execute", "executemany", "executescript", "write", "write_many", "write_group"}
 # Names that may appear inside a SQL f-string or concatenation: constant fragments, each
