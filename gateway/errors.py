@@ -86,6 +86,17 @@ class UserError(Exception):
         return self.spec.type
 
 
+class StorageError(Exception):
+    """Storage failed (refused a write, cannot be read, is not a usable database): the one
+    exception storage failures reach the rest of the gateway as, whatever the backend. The
+    backend's own error, when there is one, is its ``__cause__``. Its text is for the operator
+    (one line), never for a user: a user sees ``storage-full`` or ``internal``."""
+
+
+class Conflict(StorageError):
+    """A legacy identity is already linked to another subscriber."""
+
+
 def new_reference() -> str:
     """A short id joining a user's error message to the log line that explains it."""
     return secrets.token_hex(4)

@@ -23,7 +23,7 @@ from gateway.addressing import BareJid
 from gateway.core.actions import SendXmppPresence
 from gateway.core.events import NetworkEvent, PresenceKind
 from gateway.core.model import Presence
-from gateway.storage import Account, OutboxItem, Subscriber
+from gateway.core.records import Account, OutboxItem, Subscriber
 
 EventSink = Callable[[NetworkEvent], Awaitable[None]]
 """Where a transport sends events. When the awaitable returns, the event is committed

@@ -15,13 +15,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
 
 from gateway.addressing import BareJid
+from gateway.core.records import Account, Contact, OutboxItem, Subscriber
+from gateway.errors import Conflict, StorageError
 from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
 from gateway.storage.reader import Reader, first
@@ -32,58 +33,6 @@ log = logging.getLogger(__name__)
 CACHE_TTL_S = 10.0  # changes made by another process (the CLI) are seen within this time
 CACHE_SIZE = 50000
 OUTBOX_MEMO_SIZE = 20000  # outbox items kept while their message waits
-
-
-class StorageError(Exception):
-    """A storage problem reported to the operator in one line."""
-
-
-class Conflict(StorageError):
-    """A legacy identity is already linked to another subscriber."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: int
-    jid: BareJid | None
-    created: float
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    subscriber_id: int
-    network: str
-    legacy_id: str
-    has_secret: bool
-    created: float
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    subscriber_id: int
-    network: str
-    legacy_id: str
-    name: str
-    groups: tuple[str, ...]
-    list_bits: int
-    phone: str = ""  # a linked E.164 number (from the network, or set by the operator)
-    phone_manual: bool = False  # set with `passerelle contact link`: the network does not override it
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    network: str
-    subscriber_id: int | None
-    dedup_key: str
-    destination: str
-    payload: dict[str, Any]
-    state: str
-    attempts: int
-    next_attempt: float
-    created: float
-    expires: float
 
 
 def _subscriber(row: sqlite3.Row) -> Subscriber:
