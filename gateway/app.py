@@ -27,7 +27,7 @@ def network_transports(config: Config, store: Store) -> dict[str, Transport]:
             from transports.sms.transport import build_sms  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ConfigError("sms: the SMS transport is not available in this build") from None
-        transports["sms"] = build_sms(config, store)
+        transports["sms"] = build_sms(config, store.sms)
     if config.msn is not None:
         try:
             from transports.msn.transport import build_msn  # type: ignore[import-not-found,unused-ignore]

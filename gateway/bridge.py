@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -48,7 +47,7 @@ from gateway.core.events import (
 from gateway.core.model import Presence, RosterEntry, Show
 from gateway.core.presence import AwayBook, ResourceBook
 from gateway.errors import UserError
-from gateway.storage import Conflict, Contact, OutboxItem, Store, Subscriber
+from gateway.storage import Conflict, Contact, OutboxItem, StorageError, Store, Subscriber
 from gateway.transport import Delivered, Failed, Linked, NeedMore, Retry, Transport
 from gateway.xmpp.component import GatewayComponent
 
@@ -435,7 +434,7 @@ class Bridge:
                 payload["reply_network"], payload["reply_contact"] = network, legacy_id
         try:
             item = await self._enqueue_message(route, sub.id, key, destination, payload, now)
-        except sqlite3.Error:
+        except StorageError:
             log.error("cannot store a message from %s: the database refused the write", sender.bare)
             raise UserError("storage-full") from None
         if item is None:

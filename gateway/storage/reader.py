@@ -13,6 +13,8 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.errors import StorageError
+
 
 class Reader:
     """Read-only statements over the store's connection, counted in :attr:`hops`."""
@@ -24,7 +26,10 @@ class Reader:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Every row of the result (use a ``LIMIT`` or a key for a single row)."""
         self.hops += 1
-        return list(await self._db.execute_fetchall(sql, params))
+        try:
+            return list(await self._db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:  # the storage boundary (see gateway.storage.boundary)
+            raise StorageError(str(exc) or type(exc).__name__) from exc
 
 
 def first(rows: list[sqlite3.Row]) -> sqlite3.Row | None:

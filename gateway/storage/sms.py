@@ -10,86 +10,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import hashlib
 import hmac
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Protocol
 
+from gateway.core.records import Account, Contact, Subscriber
+from gateway.storage.boundary import Writes
 from gateway.storage.reader import Reader, first
-from gateway.storage.writer import GroupWriter
+from transports.sms.storage import CodeCheck, Counted, PendingCode, Quota, SentPart, SmsStore, StoredPart
+
+__all__ = ["Counted", "PendingCode", "Quota", "SentPart", "SmsStore", "SmsTables", "StoredPart"]
 
 SENT_CACHE_TTL_S = 10.0  # as the store's identity cache: another process's change is seen by then
 SENT_CACHE_SIZE = 50000
-
-
-class Counted(enum.Enum):
-    """What :meth:`SmsTables.count_send` did; true unless a limit refused the message."""
-
-    REFUSED = 0  # a limit would be passed: nothing counted
-    NOW = 1  # counted by this call: no earlier try got as far as sending
-    BEFORE = 2  # counted by an earlier try, which may have sent some parts
-
-    def __bool__(self) -> bool:
-        return self is not Counted.REFUSED
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """SMS parts allowed per subscriber per hour and per day, and for everyone per day."""
-
-    per_hour: int
-    per_day: int
-    global_per_day: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCode:
-    msisdn: str
-    expires: float
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPart:
-    source: str
-    destination: str
-    reference: int
-    total: int
-    seq: int
-    data_coding: int
-    payload: bytes
-    received_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SentPart:
-    item_key: str
-    seq: int
-    smsc_id: str
-    state: str
-    total: int
-    subscriber_id: int | None
-    meta: dict[str, Any]
 
 
 def _hash(code: str, salt: bytes) -> bytes:
     return hashlib.scrypt(code.encode(), salt=salt, n=2**12, r=8, p=1, dklen=32)
 
 
-class SmsTables:
-    """Methods over the SMS tables; obtained from :attr:`Store.sms`."""
+class Directory(Protocol):
+    """The store's subscribers, accounts and contacts, as the SMS transport sees them."""
 
-    def __init__(self, reader: Reader, writer: GroupWriter) -> None:
+    async def subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None: ...
+    async def account(self, subscriber_id: int, network: str) -> Account | None: ...
+    async def contacts(self, subscriber_id: int, network: str) -> list[Contact]: ...
+    async def upsert_contacts(self, contacts: Sequence[Contact]) -> None: ...
+    async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None: ...
+
+
+class SmsTables:
+    """The SMS transport's storage (:class:`transports.sms.storage.SmsStore`) over the SMS
+    tables, and the store's directory for the rest; obtained from :attr:`Store.sms`."""
+
+    def __init__(self, reader: Reader, writer: Writes, directory: Directory) -> None:
         self._r = reader
         self._w = writer
         self._sent = SentCache()
+        self._dir = directory
+
+    # -- who is who: the store's own (cached) look-ups -------------------------------------
+
+    async def subscriber_by_account(self, network: str, legacy_id: str) -> Subscriber | None:
+        return await self._dir.subscriber_by_account(network, legacy_id)
+
+    async def account(self, subscriber_id: int, network: str) -> Account | None:
+        return await self._dir.account(subscriber_id, network)
+
+    async def contacts(self, subscriber_id: int, network: str) -> list[Contact]:
+        return await self._dir.contacts(subscriber_id, network)
+
+    async def upsert_contacts(self, contacts: Sequence[Contact]) -> None:
+        await self._dir.upsert_contacts(contacts)
+
+    async def remove_contacts(self, subscriber_id: int, network: str, legacy_ids: Sequence[str]) -> None:
+        await self._dir.remove_contacts(subscriber_id, network, legacy_ids)
 
     # -- verification codes -------------------------------------------------------------
 
@@ -109,7 +90,7 @@ class SmsTables:
         )
         return PendingCode(row[0], row[1], row[2]) if row else None
 
-    async def check_code(self, jid: str, msisdn: str, code: str, now: float, max_attempts: int) -> str:
+    async def check_code(self, jid: str, msisdn: str, code: str, now: float, max_attempts: int) -> CodeCheck:
         """``ok``, ``wrong``, ``expired``, ``exhausted`` or ``none``. Counts the attempt first."""
         await self._w.write("UPDATE sms_codes SET attempts = attempts + 1 WHERE jid = ?", (jid,))
         row = first(
@@ -155,7 +136,7 @@ class SmsTables:
         found = {row[0]: int(row[1]) for row in rows}
         return found.get(hour, 0), found.get(day, 0)
 
-    async def prune(self, before: float, now: float) -> tuple[int, ...]:
+    async def prune(self, before: float, now: float) -> tuple[int, int, int, int]:
         """Forget what no longer matters, in one transaction: counts of messages (and parts
         with no receipt) older than ``before``, MO sightings older than ``before``, usage
         buckets of past hours and days (the current hour and day stay). How many rows of
@@ -176,7 +157,8 @@ class SmsTables:
         )
         if result.rowcounts[1]:
             self._sent.clear()
-        return result.rowcounts
+        sent, parts, usage, seen = result.rowcounts
+        return sent, parts, usage, seen
 
     # -- MO parts ---------------------------------------------------------------------
 
@@ -209,23 +191,26 @@ class SmsTables:
 
     # -- sent parts and receipts -----------------------------------------------------------
 
-    async def record_sent(self, part: SentPart, now: float) -> None:
-        with self._sent.record(part.smsc_id):
-            await self._record_sent(part, now)
-            self._sent.put(dataclasses.replace(part, state="sent"))  # as stored
+    async def record_sent(self, parts: SentPart | Sequence[SentPart], now: float) -> None:
+        """Record accepted parts in one write (one part alone is taken too, as before)."""
+        if isinstance(parts, SentPart):
+            parts = (parts,)
+        if not parts:
+            return
+        with contextlib.ExitStack() as recording:
+            for part in parts:
+                recording.enter_context(self._sent.record(part.smsc_id))
+            await self._record_sent(parts, now)
+            for part in parts:
+                self._sent.put(dataclasses.replace(part, state="sent"))  # as stored
 
-    async def _record_sent(self, part: SentPart, now: float) -> None:
-        await self._w.write(
+    async def _record_sent(self, parts: Sequence[SentPart], now: float) -> None:
+        await self._w.write_many(
             "INSERT OR REPLACE INTO sms_parts_sent VALUES (?, ?, ?, 'sent', ?, ?, ?, ?)",
-            (
-                part.item_key,
-                part.seq,
-                part.smsc_id,
-                part.total,
-                part.subscriber_id,
-                json.dumps(part.meta),
-                now,
-            ),
+            [
+                (p.item_key, p.seq, p.smsc_id, p.total, p.subscriber_id, json.dumps(p.meta), now)
+                for p in parts
+            ],
         )
 
     async def sent_seqs(self, item_key: str) -> set[int]:
@@ -303,7 +288,7 @@ class SmsTables:
             (key, at),
         )
 
-    async def forget_seen(self, sightings: list[tuple[str, float]]) -> None:
+    async def forget_seen(self, sightings: Sequence[tuple[str, float]]) -> None:
         """Forget sightings (key, time recorded) whose answer the SMSC confirmed: nothing
         will redeliver them. One recorded again since (another time) stays."""
         statements = [("DELETE FROM seen WHERE dedup_key = ? AND at = ?", (key, at)) for key, at in sightings]

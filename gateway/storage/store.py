@@ -23,6 +23,7 @@ import aiosqlite
 from gateway.addressing import BareJid
 from gateway.core.records import Account, Contact, OutboxItem, Subscriber
 from gateway.errors import Conflict, StorageError
+from gateway.storage.boundary import Writes, is_constraint
 from gateway.storage.crypto import Cipher, KeyError_
 from gateway.storage.migrations import LATEST, MIGRATIONS
 from gateway.storage.reader import Reader, first
@@ -152,12 +153,13 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, writer: GroupWriter, cipher: Cipher | None) -> None:
         self._db = db
         self._cipher = cipher
-        self._w = writer
+        self._raw_writer = writer
+        self._w = Writes(writer)
         self._r = Reader(db)
         self._outbox = _OutboxRows()
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._changes = 0  # writes to contacts and conversations so far (see _remember_read)
-        self.sms = SmsTables(self._r, self._w)
+        self.sms = SmsTables(self._r, self._w, self)
         self.schema_before = LATEST  # the schema version found at open (0: a new database)
 
     @classmethod
@@ -199,23 +201,23 @@ class Store:
             raise
 
     async def close(self) -> None:
-        await _close(self._db, self._w)
+        await _close(self._db, self._raw_writer)
         log.info(
             "database closed: %d writes in %d transactions; %d reads",
-            self._w.writes,
-            self._w.commits,
+            self._raw_writer.writes,
+            self._raw_writer.commits,
             self._r.hops,
         )
 
     @property
     def commit_stats(self) -> tuple[int, int]:
         """(transactions committed, writes in them): the group-commit factor."""
-        return self._w.commits, self._w.writes
+        return self._raw_writer.commits, self._raw_writer.writes
 
     @property
     def db_hops(self) -> int:
         """Hand-overs to the database threads so far: one per read, one per write batch."""
-        return self._r.hops + self._w.hops
+        return self._r.hops + self._raw_writer.hops
 
     async def _check_key(self) -> None:
         assert self._cipher is not None
@@ -295,8 +297,10 @@ class Store:
             cur = await self._w.write(
                 "INSERT INTO subscribers (jid, created) VALUES (?, ?)", (str(jid) if jid else None, now)
             )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"{jid} is already a subscriber") from None
+        except StorageError as exc:
+            if is_constraint(exc):
+                raise Conflict(f"{jid} is already a subscriber") from None
+            raise
         assert cur.lastrowid is not None
         return Subscriber(cur.lastrowid, jid, now, {})
 

@@ -214,7 +214,7 @@ async def _sms_world(run: Callable[[FakeSmsc, list[NetworkEvent]], Any]) -> None
         async def sink(event: NetworkEvent) -> None:
             events.append(event)
 
-        transport = SmsTransport(config.sms, store)
+        transport = SmsTransport(config.sms, store.sms)
         await transport.start(sink)
         try:
             assert await transport.esme.wait_bound(5)

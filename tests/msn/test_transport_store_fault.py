@@ -5,7 +5,6 @@ store takes it (it used to let the error reach the session, which logged and dro
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -14,7 +13,7 @@ import pytest
 from gateway.addressing import BareJid
 from gateway.config import MsnConfig, MsnServerConfig, Secret
 from gateway.core.events import LegacyMessageReceived, NetworkEvent
-from gateway.storage import Account, Store, Subscriber
+from gateway.storage import Account, StorageError, Store, Subscriber
 from transports.msn import transport as msn_transport
 from transports.msn.client import SessionConfig, SessionEvent
 from transports.msn.sb import MessageReceived
@@ -58,7 +57,7 @@ class FullStoreSink:
             return
         if self.full:
             self.refused += 1
-            raise sqlite3.OperationalError("database or disk is full")
+            raise StorageError("database or disk is full")
         self.stored.append(event.body)
 
 

@@ -136,7 +136,7 @@ def test_a_subscriber_cannot_send_from_anothers_number(tmp_path: Path) -> None:
             await store.set_account(alice.id, "sms", ALICE_NUMBER, None, NOW)
             await store.set_account(bob.id, "sms", BOB_NUMBER, None, NOW)
             cfg = _config(tmp_path)
-            transport = SmsTransport(cfg.sms, store, clock=lambda: NOW)
+            transport = SmsTransport(cfg.sms, store.sms, clock=lambda: NOW)
             sources: list[str] = []
 
             class Recording(_AcceptingEsme):
@@ -164,7 +164,7 @@ def test_sms_to_a_number_reaches_only_its_owner_and_registration_shows_only_ones
             bob = await store.add_subscriber(BareJid.parse(BOB), NOW)
             await store.set_account(alice.id, "sms", ALICE_NUMBER, None, NOW)
             await store.upsert_contacts([Contact(alice.id, "sms", "+33600000001", "Secret friend", (), 1)])
-            transport = SmsTransport(_config(tmp_path).sms, store, clock=lambda: NOW)
+            transport = SmsTransport(_config(tmp_path).sms, store.sms, clock=lambda: NOW)
             events: list[NetworkEvent] = []
 
             async def sink(event: NetworkEvent) -> None:

@@ -113,7 +113,7 @@ def test_parallel_deliveries_through_the_transport_stop_at_the_hourly_limit() ->
             try:
                 sub = await store.add_subscriber(BareJid.parse("alice@example.test"), NOW)
                 await store.set_account(sub.id, "sms", "+33612345678", None, NOW)
-                transport = SmsTransport(_sms_config(tmp, per_user_per_hour=7), store, clock=lambda: NOW)
+                transport = SmsTransport(_sms_config(tmp, per_user_per_hour=7), store.sms, clock=lambda: NOW)
                 esme = _AcceptingEsme()
                 transport.esme = esme  # type: ignore[assignment]
                 items = [

@@ -44,7 +44,7 @@ async def test_each_failed_bind_is_one_warning_with_reason_and_retry(
             env={},
         ).sms  # fmt: skip
         assert config is not None
-        transport = SmsTransport(config, store)
+        transport = SmsTransport(config, store.sms)
         transport.esme.start()
         try:
             await smsc.wait_until(lambda: len(_failures(caplog)) >= 2, timeout=10.0)

@@ -71,7 +71,7 @@ class Gateway:
             env={},
         ).sms  # fmt: skip
         assert config is not None
-        self.transport = SmsTransport(config, self.store)
+        self.transport = SmsTransport(config, self.store.sms)
         await self.transport.start(self.sink)
         assert await self.transport.esme.wait_bound(5)
         return self.transport

@@ -7,7 +7,6 @@ receipt that came before its part was recorded is not lost when it cannot be rep
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from gateway.addressing import BareJid
 from gateway.config import parse
 from gateway.core.events import DeliveryReported, LegacyMessageReceived, NetworkEvent, ServiceSmsReceived
-from gateway.storage import Cipher, OutboxItem, Store, create_key_file
+from gateway.storage import Cipher, OutboxItem, StorageError, Store, create_key_file
 from gateway.transport import Delivered
 from transports.sms.esme_types import SubmitOutcome
 from transports.sms.fake_mo import mo_pdus
@@ -39,7 +38,7 @@ class RefusingSink:
     async def __call__(self, event: NetworkEvent) -> None:
         if isinstance(event, ServiceSmsReceived | LegacyMessageReceived) and self.refusals:
             self.refusals -= 1
-            raise sqlite3.OperationalError("database or disk is full")
+            raise StorageError("database or disk is full")
         if isinstance(event, DeliveryReported) and self.unconfirmed:
             self.unconfirmed -= 1
             raise ConnectionError("the XMPP server did not confirm a delivery report")
@@ -71,7 +70,7 @@ def transport_with(tmp_path: Path, store: Store, sink: RefusingSink) -> SmsTrans
         env={},
     ).sms  # fmt: skip
     assert config is not None
-    transport = SmsTransport(config, store)
+    transport = SmsTransport(config, store.sms)
     transport.sink = sink  # not started: no SMSC link is needed to take a deliver_sm
     return transport
 
@@ -147,7 +146,7 @@ async def test_a_part_the_smsc_accepted_is_not_submitted_again_when_its_record_i
         return SubmitOutcome(Status.ESME_ROK, f"id{len(submitted)}", False, "accepted")
 
     async def refused(*_args: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StorageError("database or disk is full")
 
     monkeypatch.setattr(transport.esme, "submit", accepting)
     alice = await store.subscriber_by_account("sms", ALICE_NUMBER)

@@ -4,14 +4,13 @@ scripted transport, an online XMPP component."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.addressing import FullJid
 from gateway.bridge import Bridge
-from gateway.storage import Account, Cipher, OutboxItem, Store, Subscriber, create_key_file
+from gateway.storage import Account, Cipher, OutboxItem, StorageError, Store, Subscriber, create_key_file
 from gateway.storage.writer import WriteResult
 from gateway.transport import DeliveryOutcome
 from tests.conftest import base_config
@@ -30,7 +29,7 @@ class FullableStore(Store):
     def _write(self, what: str) -> None:
         self.writes.append(what)
         if self.full:
-            raise sqlite3.OperationalError(FULL)
+            raise StorageError(FULL)
 
     async def enqueue(self, **kwargs: Any) -> int | None:
         self._write("enqueue")
@@ -39,7 +38,7 @@ class FullableStore(Store):
     def start_mark_sending(self, item_id: int) -> asyncio.Future[WriteResult]:
         try:
             self._write("mark_sending")
-        except sqlite3.OperationalError as exc:  # as the writer would settle it
+        except StorageError as exc:  # as the writer would settle it
             refused: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
             refused.set_exception(exc)
             return refused

@@ -63,7 +63,7 @@ def transport(tmp_path: Path, store: Store, validity_s: int) -> SmsTransport:
         env={},
     ).sms  # fmt: skip
     assert config is not None
-    return SmsTransport(config, store)
+    return SmsTransport(config, store.sms)
 
 
 async def test_the_transport_prunes_once_an_hour_keeping_twice_the_validity(

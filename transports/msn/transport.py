@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -23,8 +22,8 @@ from gateway.config import Config, MsnConfig
 from gateway.core import events as ev
 from gateway.core.actions import SendXmppPresence
 from gateway.core.model import OFFLINE, Presence
-from gateway.errors import UserError
-from gateway.storage import Account, OutboxItem, Store, Subscriber
+from gateway.core.records import Account, OutboxItem, Subscriber
+from gateway.errors import StorageError, UserError
 from gateway.transport import Delivered, DeliveryOutcome, EventSink, Failed, FormField, Linked, Retry
 from transports.msn import client as msn
 from transports.msn import mapping
@@ -32,6 +31,7 @@ from transports.msn import ns_events as nse
 from transports.msn.errors import LoginFailure
 from transports.msn.sb import MessageReceived, TypingReceived
 from transports.msn.status import ListBit, Status
+from transports.msn.storage import MsnStore
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class MsnTransport:
     def __init__(
         self,
         config: MsnConfig,
-        store: Store,
+        store: MsnStore,
         *,
         session_options: Mapping[str, Any] | None = None,
         session_factory: SessionFactory = msn.MsnSession,
@@ -301,7 +301,7 @@ class MsnTransport:
             try:
                 await self._emit(event)
                 return
-            except sqlite3.Error as exc:
+            except StorageError as exc:
                 log.error("a message from MSN for %s could not be stored (%s); kept and retried",
                           login.handle, exc)  # fmt: skip
         while len(login.unstored) >= UNSTORED_KEPT:
@@ -318,7 +318,7 @@ class MsnTransport:
             while login.unstored:
                 try:
                     await self._emit(login.unstored[0])
-                except sqlite3.Error:
+                except StorageError:
                     await asyncio.sleep(pause)
                     pause = min(UNSTORED_RETRY_CAP_S, pause * 2)
                     continue
@@ -543,6 +543,6 @@ def _ignore(_event: msn.SessionEvent) -> None:
     return None
 
 
-def build_msn(config: Config, store: Store) -> MsnTransport:
+def build_msn(config: Config, store: MsnStore) -> MsnTransport:
     assert config.msn is not None
     return MsnTransport(config.msn, store)

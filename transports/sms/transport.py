@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,9 +32,8 @@ from gateway.core.events import (
     ServiceSmsReceived,
 )
 from gateway.core.model import Presence, Show
-from gateway.errors import UserError
-from gateway.storage import Account, Contact, OutboxItem, Store, Subscriber
-from gateway.storage.sms import Counted, Quota, SentPart, StoredPart
+from gateway.core.records import Account, Contact, OutboxItem, Subscriber
+from gateway.errors import StorageError, UserError
 from gateway.transport import (
     Delivered,
     DeliveryOutcome,
@@ -63,6 +61,7 @@ from transports.sms.receipts import (
 )
 from transports.sms.redelivery import Arrival, may_be_redelivery
 from transports.sms.status import Status
+from transports.sms.storage import Counted, Quota, SentPart, SmsStore, StoredPart
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class SmsTransport:
     )
     gateway_prompt = "Phone number"
 
-    def __init__(self, config: SmsConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: SmsConfig, store: SmsStore, clock: Callable[[], float] = time.time) -> None:
         self.cfg = config
         self.store = store
         self.clock = clock
@@ -147,7 +146,7 @@ class SmsTransport:
 
     async def start(self, sink: EventSink) -> None:
         self.sink = sink
-        stored = await self.store.sms.mo_parts()
+        stored = await self.store.mo_parts()
         self.reassembler = Reassembler(REASSEMBLY_TIMEOUT_S, [Part(*_part_fields(p)) for p in stored])
         self.esme.start()
         self._timer = asyncio.ensure_future(self._expire_loop())
@@ -216,12 +215,12 @@ class SmsTransport:
         now = self.clock()
         if not code:
             return await self._send_code(user, number, now)
-        result = await self.store.sms.check_code(str(user), number, code, now, CODE_ATTEMPTS)
+        result = await self.store.check_code(str(user), number, code, now, CODE_ATTEMPTS)
         match result:
             case "ok":
                 return Linked(number)
             case "wrong":
-                pending = await self.store.sms.pending_code(str(user))
+                pending = await self.store.pending_code(str(user))
                 left = CODE_ATTEMPTS - (pending.attempts if pending else CODE_ATTEMPTS)
                 raise UserError("bad-form", reason=f"Wrong code; {max(left, 0)} attempts left.")
             case "expired":
@@ -238,7 +237,7 @@ class SmsTransport:
                 )
 
     async def _send_code(self, user: BareJid, number: str, now: float) -> NeedMore:
-        pending = await self.store.sms.pending_code(str(user))
+        pending = await self.store.pending_code(str(user))
         if (
             pending is not None
             and pending.msisdn == number
@@ -266,7 +265,7 @@ class SmsTransport:
             raise UserError(
                 "network-down", reason="The code could not be sent by SMS right now; try again later."
             )
-        await self.store.sms.put_code(str(user), number, code, now + CODE_TTL_S)
+        await self.store.put_code(str(user), number, code, now + CODE_TTL_S)
         log.info("verification code sent for %s", user)
         return NeedMore(
             f"A code was sent by SMS to {number}. Submit the form again with your number and the code."
@@ -348,7 +347,7 @@ class SmsTransport:
             return Failed("too-long", {"limit": self.cfg.max_parts})
         now = self.clock()
         quota = UNLIMITED if item.payload.get("force") else self.quota  # STOP/START confirmations
-        sms = self.store.sms
+        sms = self.store
         counted = await sms.count_send(item.dedup_key, item.subscriber_id, encoded.parts, now, quota)
         if not counted:
             return Failed(
@@ -412,8 +411,8 @@ class SmsTransport:
         receipt if it came first. If the store refuses, or the receipt cannot be reported,
         the part is kept in memory (never submitted again) and all of it is done later."""
         try:
-            await self.store.sms.record_sent(sent, now)
-        except sqlite3.Error as exc:
+            await self.store.record_sent([sent], now)
+        except StorageError as exc:
             log.error("an accepted SMS part could not be recorded (%s); kept in memory", exc)
             self._unrecorded[(sent.item_key, sent.seq)] = (sent, now)
             return
@@ -427,7 +426,7 @@ class SmsTransport:
         it will not send it again). False when it could not be applied now."""
         try:
             await self._apply_receipt(sent, receipt)
-        except (sqlite3.Error, ConnectionError) as exc:
+        except (StorageError, ConnectionError) as exc:
             log.info("early SMS receipt kept to apply later (%s)", exc)
             return False
         return True
@@ -447,7 +446,7 @@ class SmsTransport:
         return number, numbers.TON_ALPHANUMERIC, 0
 
     async def _quota_reason(self, subscriber_id: int, parts: int, now: float) -> str:
-        hour, day = await self.store.sms.usage(subscriber_id, now)
+        hour, day = await self.store.usage(subscriber_id, now)
         if hour + parts > self.quota.per_hour:
             resets = _clock((now // 3600 + 1) * 3600)
             return f"SMS limit reached ({self.quota.per_hour} per hour); it resets at {resets} UTC."
@@ -461,7 +460,7 @@ class SmsTransport:
     async def _on_deliver(self, pdu: DeliverSm) -> int:
         try:
             return await self._take(pdu)
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             log.error("deliver_sm not taken, the store refused it (%s); the SMSC will deliver it again", exc)
         except ConnectionError as exc:  # a delivery report XMPP did not confirm
             log.warning("deliver_sm not taken (%s); the SMSC will deliver it again", exc)
@@ -485,7 +484,7 @@ class SmsTransport:
         if part.total == 1:
             message = assemble([part])  # not through the reassembler: its duplicate memory is per reference
         else:
-            await self.store.sms.add_mo_part(StoredPart(*_part_fields(part)))
+            await self.store.add_mo_part(StoredPart(*_part_fields(part)))
             message = self.reassembler.add(part)
         if message is not None:
             await self._mo_complete(owner.id, source, message, part, now)
@@ -504,7 +503,7 @@ class SmsTransport:
         part = part_from_deliver(pdu, now)
         message = assemble([part], force=True) if part.total == 1 else None
         if part.total > 1:
-            await self.store.sms.add_mo_part(StoredPart(*_part_fields(part)))
+            await self.store.add_mo_part(StoredPart(*_part_fields(part)))
             message = self.reassembler.add(part)
         if message is None:
             return Status.ESME_ROK
@@ -513,7 +512,7 @@ class SmsTransport:
             f"svc:{digest}", now, lambda key: ServiceSmsReceived(owner.id, message.text, key)
         )
         if part.total > 1:
-            await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+            await self.store.drop_mo_parts(part.source, part.destination, part.reference, part.total)
         return Status.ESME_ROK
 
     async def _mo_complete(
@@ -533,7 +532,7 @@ class SmsTransport:
         else:
             self.counters["mo_duplicates"] += 1
         if part.total > 1:
-            await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+            await self.store.drop_mo_parts(part.source, part.destination, part.reference, part.total)
 
     async def _take_once(self, key: str, now: float, event: Callable[[str], NetworkEvent]) -> bool:
         """Hand an MO message over once; False for a redelivery of one already taken.
@@ -585,9 +584,9 @@ class SmsTransport:
         while len(self._sightings) > SIGHTINGS_KEPT:  # then the database's sighting decides
             del self._sightings[next(iter(self._sightings))]
         try:
-            await self.store.sms.mark_seen(key, now)
+            await self.store.mark_seen(key, now)
             sighting.stored = True
-        except sqlite3.Error as exc:  # the message is stored: a late redelivery would be a copy
+        except StorageError as exc:  # the message is stored: a late redelivery would be a copy
             log.warning("MO de-dup marker not recorded (%s)", exc)
 
     async def _forget_confirmed(self, now: float) -> None:
@@ -601,7 +600,7 @@ class SmsTransport:
             elif sighting.stored and sighting.arrival is not None and sighting.arrival.confirmed_in_time:
                 done[key] = sighting
         if done:
-            await self.store.sms.forget_seen([(key, sighting.at) for key, sighting in done.items()])
+            await self.store.forget_seen([(key, sighting.at) for key, sighting in done.items()])
             for sighting in done.values():
                 sighting.stored = False
 
@@ -612,7 +611,7 @@ class SmsTransport:
         read ``seen_since``: with several deliver_sm in flight the write shares the group
         commit of the others' writes, where a read costs a hop of its own; measured: the
         read was slower from 4 concurrent deliver_sm up.)"""
-        return await self.store.sms.first_time(key, now - MO_DUPLICATE_WINDOW_S - 1, 0.0)
+        return await self.store.first_time(key, now - MO_DUPLICATE_WINDOW_S - 1, 0.0)
 
     async def _expire_loop(self) -> None:
         """Deliver multi-part messages whose missing parts never came, with a note."""
@@ -644,7 +643,7 @@ class SmsTransport:
             return
         self._next_prune = now + PRUNE_EVERY_S
         keep = max(2.0 * self.cfg.validity_s, 86400.0)
-        sent, parts, usage, seen = await self.store.sms.prune(now - keep, now)
+        sent, parts, usage, seen = await self.store.prune(now - keep, now)
         log.info("forgot old SMS records: %d message counts, %d parts without a receipt, "
                  "%d usage buckets, %d MO sightings", sent, parts, usage, seen)  # fmt: skip
 
@@ -662,7 +661,7 @@ class SmsTransport:
                 self.network, "+" + numbers.msisdn_digits(message.destination)
             )
             if owner is None:
-                await self.store.sms.drop_mo_parts(part.source, part.destination, part.reference, part.total)
+                await self.store.drop_mo_parts(part.source, part.destination, part.reference, part.total)
                 continue
             await self._mo_complete(owner.id, numbers.mo_source(message.source), message, part, now)
 
@@ -675,14 +674,14 @@ class SmsTransport:
         self.counters["receipts"] += 1
         if not receipt.state.final:
             return
-        part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
+        part = await self.store.sent_part_by_id(message_id_candidates(receipt.raw_id))
         if part is None:
             # a fast SMSC can send the receipt before submit_sm_resp was recorded
             self._early[receipt.message_id] = receipt
             while len(self._early) > EARLY_RECEIPTS_KEPT:
                 self._early.pop(next(iter(self._early)))
             # the part may have been recorded while we looked: whoever pops the receipt applies it
-            part = await self.store.sms.sent_part_by_id(message_id_candidates(receipt.raw_id))
+            part = await self.store.sent_part_by_id(message_id_candidates(receipt.raw_id))
             if part is None or self._early.pop(receipt.message_id, None) is None:
                 return
         await self._apply_receipt(part, receipt)
@@ -693,9 +692,9 @@ class SmsTransport:
         state = "ok" if ok else receipt.state.value
         confirmed = _report_confirmed(part)
         if confirmed:  # the parts are kept until the report is confirmed (else it is sent again)
-            states = await self.store.sms.mark_part(part.item_key, part.seq, state)
+            states = await self.store.mark_part(part.item_key, part.seq, state)
         else:  # nothing to confirm: forgotten with the last part's mark, in the same write
-            states = await self.store.sms.finish_part(part.item_key, part.seq, state, part.total)
+            states = await self.store.finish_part(part.item_key, part.seq, state, part.total)
         failed = [s for s in states if s not in ("ok", "sent")]
         contact = str(part.meta.get("contact", ""))
         if part.subscriber_id is None:
@@ -716,7 +715,7 @@ class SmsTransport:
             was_unreachable = self.unreachable.pop((part.subscriber_id, contact), None)
             await self._report(part, True, "")
             if confirmed:
-                await self.store.sms.forget_sent(part.item_key)
+                await self.store.forget_sent(part.item_key)
             if was_unreachable:
                 await self.sink(ContactPresenceChanged(self.network, part.subscriber_id, contact, REACHABLE))
 
@@ -775,6 +774,6 @@ def esme_config(config: SmsConfig) -> EsmeConfig:
     )
 
 
-def build_sms(config: Config, store: Store) -> SmsTransport:
+def build_sms(config: Config, store: SmsStore) -> SmsTransport:
     assert config.sms is not None
     return SmsTransport(config.sms, store)
