@@ -350,7 +350,10 @@ def _first_time(conn: sqlite3.Connection, *, key: str, now: float, window: float
 
 
 class SentCache:
-    """Sent parts recorded by this process, by SMSC message id, for :attr:`SENT_CACHE_TTL_S`.
+    """The receipt cache: sent parts recorded by this process, by SMSC message id, for
+    :attr:`SENT_CACHE_TTL_S`, at most ``size`` of them (past it the oldest goes). A receipt
+    usually comes seconds after its submit and then costs no read; one whose id is not here
+    (older, evicted, or after a restart) is looked up in the durable table.
 
     Only what was committed goes in, and every change this process makes to those rows
     (record again, mark, forget, a subscriber's removal) is applied to it; the database
@@ -379,13 +382,16 @@ class SentCache:
             done.set_result(None)
 
     def put(self, part: SentPart) -> None:
-        if len(self._by_id) >= self._size:
-            self.clear()
-        parts = self._ids.setdefault(part.item_key, {})
-        replaced = parts.get(part.seq)
+        while len(self._by_id) >= self._size:  # bounded: the oldest entry goes (the table has it)
+            oldest = next(iter(self._by_id))
+            self._pop(oldest, self._by_id[oldest][1].item_key)
+        replaced = self._ids.get(part.item_key, {}).get(part.seq)
         if replaced is not None and replaced != part.smsc_id:  # sent again: the old id is gone
             self._pop(replaced, part.item_key)
-        parts[part.seq] = part.smsc_id
+        self._ids.setdefault(part.item_key, {})[part.seq] = part.smsc_id
+        previous = self._by_id.get(part.smsc_id)
+        if previous is not None:  # re-inserted last: the dict stays oldest first
+            self._pop(part.smsc_id, previous[1].item_key)
         self._by_id[part.smsc_id] = (time.monotonic() + self._ttl, part)
 
     def get(self, smsc_id: str) -> SentPart | None:
@@ -416,6 +422,8 @@ class SentCache:
             parts = self._ids.get(item_key, {})
             if parts.get(hit[1].seq) == smsc_id:
                 del parts[hit[1].seq]
+            if not parts:
+                self._ids.pop(item_key, None)
 
     def clear(self) -> None:
         self._by_id.clear()
