@@ -5,7 +5,7 @@ happened to fill), and nothing it keeps per message outlives the message's entri
 
 from __future__ import annotations
 
-from gateway.storage.sms import SentCache
+from gateway.storage.sent_cache import SentCache
 from transports.sms.storage import SentPart
 
 
