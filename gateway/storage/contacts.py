@@ -27,7 +27,6 @@ def _contact(row: sqlite3.Row) -> Contact:
     )
 
 
-
 class ContactTables(StoreBase):
     """Contacts and conversations: part of :class:`gateway.storage.Store`."""
 

@@ -50,7 +50,6 @@ class OutboxRows:
             self._items.pop(item_id, None)
 
 
-
 class OutboxTables(StoreBase):
     """The outbox: part of :class:`gateway.storage.Store`."""
 

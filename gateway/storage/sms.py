@@ -28,7 +28,6 @@ from transports.sms.storage import CodeCheck, Counted, PendingCode, Quota, SentP
 __all__ = ["Counted", "PendingCode", "Quota", "SentCache", "SentPart", "SmsStore", "SmsTables", "StoredPart"]
 
 
-
 def _hash(code: str, salt: bytes) -> bytes:
     return hashlib.scrypt(code.encode(), salt=salt, n=2**12, r=8, p=1, dklen=32)
 

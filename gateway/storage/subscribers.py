@@ -25,7 +25,6 @@ def _account(row: sqlite3.Row) -> Account:
     return Account(row["subscriber_id"], row["network"], row["legacy_id"], has_secret, row["created"])
 
 
-
 class SubscriberTables(StoreBase):
     """Subscribers and accounts: part of :class:`gateway.storage.Store`."""
 
